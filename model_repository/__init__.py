@@ -1,0 +1,1 @@
+"""Tritone: model_repository."""
