@@ -245,6 +245,10 @@ class TritonServer:
         )
 
     @property
+    def _shm_prefix(self) -> str:
+        return f"tritone_{os.getpid()}_{self.http_port}_"
+
+    @property
     def _host(self) -> str:
         # Clients reach a server bound to all interfaces through the loopback address.
         return "127.0.0.1" if self.address in ("0.0.0.0", "::") else self.address
@@ -288,7 +292,7 @@ class TritonServer:
             "--exit-timeout-secs=3",
             # Python-backend shared-memory regions are named by this prefix: unique per server, so that several
             # servers on one machine (parallel tests) never collide.
-            f"--backend-config=python,shm-region-prefix-name=tritone_{os.getpid()}_{self.http_port}_",
+            f"--backend-config=python,shm-region-prefix-name={self._shm_prefix}",
             f"--model-control-mode={self.model_control}",
         ]
         if self.model_control == "explicit":
@@ -400,6 +404,10 @@ class TritonServer:
             os.killpg(pgid, signal.SIGKILL)
         process.wait()
         _wait_group_gone(pgid)
+        # A killed stub cannot unlink its shared-memory region; the prefix is this server's alone.
+        for region in Path("/dev/shm").glob(f"{self._shm_prefix}*"):
+            with contextlib.suppress(OSError):
+                region.unlink()
         self._process = None
         with _RUNNING_LOCK:
             _RUNNING.discard(self)
