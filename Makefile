@@ -11,10 +11,11 @@ PERF_ANALYZER := $(TOOLS)/perf_analyzer/bin/perf_analyzer
 .PHONY: setup system-deps test lint demo perf-analyzer clean
 
 # System packages the stack needs: libpython3.11 (Triton's Python-backend stub embeds it), libb64 (perf_analyzer),
-# chromium + chromium-driver (the web page's end-to-end test). Installed only when missing; needs root.
+# chromium + chromium-driver (the web page's end-to-end test), fonts-wqy-microhei (a small CJK font: Chinese titles on
+# covers and in screenshots). Installed only when missing; needs root.
 system-deps:
 	@missing=""; \
-	for p in libpython3.11 libb64-0d chromium chromium-driver libsndfile1; do \
+	for p in libpython3.11 libb64-0d chromium chromium-driver libsndfile1 fonts-wqy-microhei; do \
 	  dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; \
 	done; \
 	if [ -n "$$missing" ]; then \
