@@ -187,8 +187,7 @@ class NetworkContract:
                     ax = self.axis(d)
                     if not ax.min <= arr.shape[i] <= ax.max:
                         raise ValueError(
-                            f"{self.name}: input {spec.name!r} axis {d!r} is {arr.shape[i]}, "
-                            f"allowed {ax.min}..{ax.max}"
+                            f"{self.name}: input {spec.name!r} axis {d!r} is {arr.shape[i]}, allowed {ax.min}..{ax.max}"
                         )
 
     def triton_config(

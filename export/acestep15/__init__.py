@@ -1,0 +1,1 @@
+"""ACE-Step 1.5 (diffusers classes): checkpoints, presets, export wrappers and contracts."""

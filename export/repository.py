@@ -1,0 +1,171 @@
+"""Write a complete Triton model repository for one ACE-Step 1.5 checkpoint (plus the LLM models).
+
+Steps are re-runnable: each artifact is written atomically and skipped when present, so an interrupted export resumes
+where it stopped. Layout (``--target cpu``; ``gpu`` puts ``model.plan`` where ``model.onnx`` is and the configs say
+``tensorrt_plan``)::
+
+    repo/<network>/config.pbtxt              generated from the network's contract
+    repo/<network>/<version>/model.onnx      (+ model.py: the ONNX Runtime Python model, CPU only)
+    repo/sampler/config.pbtxt                decoupled Python model: the flow-matching loop
+    repo/sampler/1/model.py
+    repo/sampler/1/assets/pipeline.json      dimensions + version sets (which network versions belong together)
+    repo/sampler/1/assets/<version-set>/     tokenizer, null condition, silence latent of that set
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import asdict
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+
+import model_repository
+from export.contracts import NetworkContract
+
+logger = logging.getLogger(__name__)
+
+Target = Literal["cpu", "gpu"]
+NETWORKS = (
+    "text_encoder",
+    "condition_encoder",
+    "dit",
+    "vae_decoder",
+    "vae_encoder",
+    "audio_tokenizer",
+    "audio_detokenizer",
+)
+# Sizes of the example inputs the exporter traces with (any valid sizes work; the axes stay dynamic).
+TRACE_SIZES = {"batch": 2, "frames": 250, "text": 40, "lyric": 70, "encoder": 111, "samples": 1920 * 20, "codes": 50}
+MODEL_SOURCES = Path(model_repository.__file__).resolve().parent
+FAMILY = "acestep15"
+
+
+def _progress(msg: str) -> None:
+    print(msg, flush=True)
+
+
+def write_config(repo: Path, contract: NetworkContract, target: Target) -> None:
+    folder = repo / contract.name
+    folder.mkdir(parents=True, exist_ok=True)
+    text = contract.triton_config(platform=target, version_policy="{ all { } }")
+    (folder / "config.pbtxt").write_text(text)
+
+
+def install_python_model(src_name: str, dest_version_dir: Path) -> None:
+    """Copy ``model_repository/<src_name>/model.py`` into a version folder (it imports its library code from the
+    installed ``model_repository`` package, so the copy is only the thin Triton entry point)."""
+    src = MODEL_SOURCES / src_name / "model.py"
+    if not src.exists():
+        raise FileNotFoundError(f"missing Python model source {src}")
+    dest_version_dir.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(src, dest_version_dir / "model.py")
+
+
+def export_networks(
+    *,
+    pipe,
+    dims,
+    repo: Path,
+    work: Path,
+    version: int,
+    target: Target,
+    networks: Iterable[str] = NETWORKS,
+) -> dict[str, float]:
+    """ONNX (and on GPU, engines) for each network into ``repo/<network>/<version>/``. Returns seconds per network."""
+    from export.acestep15.networks import build_contracts, wrappers
+    from export.onnx_export import export_onnx
+
+    contracts = build_contracts(dims)
+    factories: dict[str, Callable] = wrappers(pipe)
+    timings: dict[str, float] = {}
+    names = list(networks)
+    for i, name in enumerate(names, 1):
+        contract = contracts[name]
+        version_dir = repo / name / str(version)
+        started = time.perf_counter()
+        onnx_path = (version_dir if target == "cpu" else work / "onnx" / name / str(version)) / "model.onnx"
+        if onnx_path.exists():
+            _progress(f"[{i}/{len(names)}] {name}: onnx exists, skipped")
+        else:
+            _progress(f"[{i}/{len(names)}] {name}: exporting ONNX ...")
+            export_onnx(factories[name](), contract, onnx_path, sizes=TRACE_SIZES)
+        if target == "gpu":
+            from export.tensorrt import build_engine
+
+            plan = version_dir / "model.plan"
+            if plan.exists():
+                _progress(f"[{i}/{len(names)}] {name}: engine exists, skipped")
+            else:
+                _progress(f"[{i}/{len(names)}] {name}: building TensorRT engine ({contract.precision}) ...")
+                build_engine(onnx_path, contract, plan, timing_cache=work / "timing.cache")
+        else:
+            install_python_model("onnx_runtime", version_dir)
+        write_config(repo, contract, target)
+        timings[name] = time.perf_counter() - started
+        _progress(f"[{i}/{len(names)}] {name}: done in {timings[name]:.1f} s")
+    return timings
+
+
+def write_sampler(*, repo: Path, pipe, dims, version_set: str, versions: dict[str, int], variant: str) -> None:
+    """The sampler model and the assets of one version set (tokenizer, null condition, silence latent)."""
+    from export.acestep15.networks import ENCODER_BUCKETS, FRAME_BUCKETS, LYRIC_BUCKETS, TEXT_BUCKETS
+
+    sampler = repo / "sampler"
+    version_dir = sampler / "1"
+    install_python_model("sampler", version_dir)
+    (sampler / "config.pbtxt").write_text(sampler_config())
+    assets = version_dir / "assets"
+    set_dir = assets / version_set
+    set_dir.mkdir(parents=True, exist_ok=True)
+    pipe.tokenizer.save_pretrained(set_dir / "tokenizer")
+    cond = pipe.condition_encoder
+    np.save(set_dir / "null_condition_emb.npy", cond.null_condition_emb.detach().float().numpy())
+    # The timbre branch reads 30 s (750 frames) of it; cover/repaint tile it to the song length.
+    np.save(set_dir / "silence_latent.npy", cond.silence_latent.detach().float().numpy()[0])
+    manifest_path = assets / "pipeline.json"
+    manifest = json.loads(manifest_path.read_text()) if manifest_path.exists() else {"version_sets": {}}
+    manifest["family"] = FAMILY
+    manifest["buckets"] = {
+        "frames": list(FRAME_BUCKETS),
+        "text": list(TEXT_BUCKETS),
+        "lyric": list(LYRIC_BUCKETS),
+        "encoder": list(ENCODER_BUCKETS),
+    }
+    manifest["dims"] = {k: v for k, v in asdict(dims).items() if k != "is_turbo"}
+    manifest["version_sets"][version_set] = {
+        "versions": {k: str(v) for k, v in versions.items()},
+        "is_turbo": bool(dims.is_turbo),
+        "variant": variant,
+    }
+    manifest.setdefault("default_version_set", version_set)
+    tmp = manifest_path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(manifest, indent=2, sort_keys=True))
+    tmp.replace(manifest_path)
+
+
+def sampler_config(max_songs: int = 64) -> str:
+    """The sampler is decoupled (one request streams progress then audio) and runs each song on its own thread, so
+    ``max_batch_size: 0``: batching happens one level down, where every song's DiT step meets the others in ``dit``'s
+    dynamic batcher."""
+    return f"""name: "sampler"
+backend: "python"
+max_batch_size: 0
+model_transaction_policy {{ decoupled: true }}
+input [
+  {{ name: "request" data_type: TYPE_STRING dims: [ 1 ] }},
+  {{ name: "src_audio" data_type: TYPE_FP32 dims: [ 2, -1 ] optional: true }},
+  {{ name: "reference_audio" data_type: TYPE_FP32 dims: [ 2, -1 ] optional: true }}
+]
+output [
+  {{ name: "event" data_type: TYPE_STRING dims: [ 1 ] }},
+  {{ name: "audio" data_type: TYPE_FP32 dims: [ -1, 2, -1 ] }}
+]
+instance_group [ {{ count: 1 kind: KIND_CPU }} ]
+parameters: {{ key: "max_concurrent_songs" value: {{ string_value: "{max_songs}" }} }}
+"""
