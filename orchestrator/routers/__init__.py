@@ -1,0 +1,1 @@
+"""HTTP routes, thin: parse, authorise, call a service, shape the answer."""

@@ -1,0 +1,235 @@
+"""The ACE-Step 1.5 API (seed 003) and upstream's current names for it.
+
+- ``POST /v1/music/generate`` → ``{job_id, status, queue_position}``; ``GET /v1/jobs/{job_id}`` (the page's shapes);
+- ``POST /release_task`` → ``{data: {task_id, status, queue_position}, code, error, timestamp, extra}`` and
+  ``POST /query_result`` (``task_id_list``) — upstream's renamed endpoints, in its response wrapper;
+- ``GET /v1/models``, ``GET /v1/stats``.
+
+``/v1/music/generate`` and ``/release_task`` take JSON, form-urlencoded or multipart bodies (``src_audio`` /
+``reference_audio`` uploads, also under upstream's ``ctx_audio`` / ``ref_audio``).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from fastapi import APIRouter, Request
+from pydantic import ValidationError
+from starlette.datastructures import UploadFile
+
+from orchestrator import store
+from orchestrator.errors import ApiError, validation_error
+from orchestrator.routers.deps import Ctx, User
+from orchestrator.schemas.acestep import (
+    MODEL_FAMILIES,
+    JobCancelled,
+    JobCreated,
+    JobPublic,
+    MusicGenerateCreate,
+    QueryResultRequest,
+)
+from orchestrator.schemas.common import ErrorEnvelope
+from orchestrator.services import views
+
+router = APIRouter(tags=["ace-step"])
+
+_UPLOAD_FIELDS = {
+    "src_audio": "src_audio",
+    "ctx_audio": "src_audio",
+    "reference_audio": "reference_audio",
+    "ref_audio": "reference_audio",
+}
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    code: {"model": ErrorEnvelope, "description": text}
+    for code, text in (
+        (401, "not authenticated"),
+        (404, "unknown job id"),
+        (413, "upload too large"),
+        (415, "unsupported content type"),
+        (422, "a field is invalid (the error names it)"),
+        (429, "job queue full (see Retry-After)"),
+    )
+}
+
+
+def _generate_openapi() -> dict[str, Any]:
+    schema = MusicGenerateCreate.model_json_schema(mode="validation")
+    multipart = json.loads(json.dumps(schema))
+    multipart.setdefault("properties", {}).update(
+        {
+            "src_audio": {"type": "string", "format": "binary", "description": "source audio (cover/repaint/...)"},
+            "reference_audio": {"type": "string", "format": "binary", "description": "reference audio (style)"},
+        }
+    )
+    return {
+        "requestBody": {
+            "required": False,
+            "content": {
+                "application/json": {"schema": schema},
+                "application/x-www-form-urlencoded": {"schema": json.loads(json.dumps(schema))},
+                "multipart/form-data": {"schema": multipart},
+            },
+        }
+    }
+
+
+def _form_value(values: list[Any]) -> Any:
+    if len(values) > 1:
+        return values
+    value = values[0]
+    if isinstance(value, str) and value.strip().startswith("[") and value.strip().endswith("]"):
+        try:
+            return json.loads(value)
+        except ValueError:
+            return value
+    return value
+
+
+async def _read_upload(ctx: Ctx, name: str, upload: UploadFile) -> bytes:
+    limit = ctx.settings.upload_max_bytes
+    data = await upload.read(limit + 1)
+    if len(data) > limit:
+        raise ApiError(413, f"{name}: the upload is larger than the limit of {limit} bytes", field=name)
+    return data
+
+
+async def _parse_generate(request: Request, ctx: Ctx) -> tuple[MusicGenerateCreate, dict[str, bytes]]:
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    uploads: dict[str, bytes] = {}
+    raw: Any
+    if content_type in ("", "application/json") or content_type.endswith("+json"):
+        body = await request.body()
+        if not body.strip():
+            raw = {}
+        else:
+            try:
+                raw = json.loads(body)
+            except ValueError as exc:
+                raise ApiError(422, f"body: not valid JSON ({exc})", field="body") from None
+    elif content_type in ("application/x-www-form-urlencoded", "multipart/form-data"):
+        try:
+            form = await request.form(max_files=4, max_fields=256)
+        except Exception as exc:  # starlette raises on malformed multipart bodies
+            raise ApiError(422, f"body: could not parse the form ({exc})", field="body") from None
+        raw = {}
+        for key in set(form.keys()):
+            values = form.getlist(key)
+            files = [v for v in values if isinstance(v, UploadFile)]
+            if files:
+                if key not in _UPLOAD_FIELDS:
+                    raise ApiError(422, f"{key}: unexpected file field (use src_audio or reference_audio)", field=key)
+                uploads[_UPLOAD_FIELDS[key]] = await _read_upload(ctx, key, files[0])
+                continue
+            texts = [v for v in values if isinstance(v, str) and v != ""]
+            if texts:
+                raw[key] = _form_value(texts)
+    else:
+        raise ApiError(
+            415,
+            f"unsupported Content-Type {content_type!r}: send application/json, application/x-www-form-urlencoded "
+            "or multipart/form-data",
+        )
+    if not isinstance(raw, dict):
+        raise ApiError(422, "body: must be a JSON object", field="body")
+    for key in list(raw):
+        if key in _UPLOAD_FIELDS and isinstance(raw[key], str):
+            raise ApiError(422, f"{key}: must be uploaded as a file (multipart/form-data)", field=key)
+    try:
+        return MusicGenerateCreate.model_validate(raw), uploads
+    except ValidationError as exc:
+        raise validation_error(exc.errors(), MusicGenerateCreate) from None
+
+
+async def _submit(request: Request, ctx: Ctx, user: str) -> tuple[str, int]:
+    body, uploads = await _parse_generate(request, ctx)
+    job = await ctx.jobs.submit_music(owner=user, body=body, uploads=uploads)
+    return job.public_id, await ctx.queue_info.position(job.public_id)
+
+
+@router.post("/v1/music/generate", response_model=JobCreated, responses=_ERRORS, openapi_extra=_generate_openapi())
+async def generate(request: Request, ctx: Ctx, user: User) -> JobCreated:
+    job_id, position = await _submit(request, ctx, user)
+    return JobCreated(job_id=job_id, queue_position=position)
+
+
+@router.post("/release_task", responses=_ERRORS, openapi_extra=_generate_openapi())
+async def release_task(request: Request, ctx: Ctx, user: User) -> dict[str, Any]:
+    job_id, position = await _submit(request, ctx, user)
+    return views.wrapped({"task_id": job_id, "status": "queued", "queue_position": position})
+
+
+@router.get("/v1/jobs/{job_id}", response_model=JobPublic, responses=_ERRORS)
+async def get_job(job_id: str, ctx: Ctx, user: User) -> JobPublic:
+    async with ctx.sessions() as session:
+        job = await store.get_job(session=session, public_id=job_id, owner=user)
+    if job is None:
+        raise ApiError(404, f"unknown job_id {job_id!r}", field="job_id")
+    return await views.job_public(job, queue_info=ctx.queue_info, auth=ctx.auth)
+
+
+@router.post("/v1/jobs/{job_id}/cancel", response_model=JobCancelled, responses=_ERRORS)
+async def cancel_job(job_id: str, ctx: Ctx, user: User) -> JobCancelled:
+    job = await ctx.jobs.cancel(owner=user, public_id=job_id)
+    if job is None:
+        raise ApiError(404, f"unknown job_id {job_id!r}", field="job_id")
+    if ctx.pool is not None:
+        ctx.pool.cancel_local(job.id)
+    return JobCancelled(job_id=job.public_id, status=job.status)
+
+
+@router.post("/query_result", responses=_ERRORS)
+async def query_result(request: Request, ctx: Ctx, user: User) -> dict[str, Any]:
+    """Batch status of tasks (``task_id_list``: a list, or a JSON array string as upstream sends it)."""
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    raw: Any
+    if content_type in ("application/x-www-form-urlencoded", "multipart/form-data"):
+        form = await request.form(max_files=0, max_fields=16)
+        raw = {k: v for k, v in form.items() if isinstance(v, str)}
+    else:
+        try:
+            raw = json.loads(await request.body() or b"{}")
+        except ValueError as exc:
+            raise ApiError(422, f"body: not valid JSON ({exc})", field="body") from None
+    if not isinstance(raw, dict):
+        raise ApiError(422, "body: must be a JSON object with task_id_list", field="body")
+    try:
+        body = QueryResultRequest.model_validate(raw)
+    except ValidationError as exc:
+        raise validation_error(exc.errors(), QueryResultRequest) from None
+    async with ctx.sessions() as session:
+        jobs = await store.get_jobs(session=session, public_ids=body.task_id_list, owner=user)
+    by_id = {job.public_id: job for job in jobs}
+    return views.wrapped([views.query_result_entry(by_id[t], ctx.auth) for t in body.task_id_list if t in by_id])
+
+
+@router.get("/v1/models", responses=_ERRORS)
+async def models(ctx: Ctx, user: User) -> dict[str, Any]:
+    served = await ctx.gateway.models()
+    families = sorted(set(MODEL_FAMILIES.values()))
+    default = ctx.settings.default_model_family
+    return views.wrapped(
+        {
+            "models": [{"name": f, "is_default": f == default} for f in families],
+            "default_model": default,
+            "triton_models": served,
+        }
+    )
+
+
+@router.get("/v1/stats", responses=_ERRORS)
+async def stats(ctx: Ctx, user: User) -> dict[str, Any]:
+    async with ctx.sessions() as session:
+        counts = await store.count_by_status(session=session)
+    return views.wrapped(
+        {
+            "jobs": {
+                "total": sum(counts.values()),
+                **{s: counts.get(s, 0) for s in ("queued", "running", "succeeded", "failed", "cancelled")},
+            },
+            "queue_size": counts.get("queued", 0),
+            "queue_maxsize": ctx.settings.queue_max,
+            "avg_job_seconds": round(await ctx.queue_info.job_seconds("music"), 3),
+            "stage_seconds": {k: round(v, 3) for k, v in (await ctx.queue_info.stage_means()).items()},
+        }
+    )

@@ -1,0 +1,1 @@
+"""Pydantic models of the public APIs, one module per entity."""

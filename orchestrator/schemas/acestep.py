@@ -1,0 +1,240 @@
+"""The ACE-Step 1.5 API (seed 003): ``POST /v1/music/generate`` (also ``/release_task``), ``GET /v1/jobs/{id}``,
+``POST /query_result``. Field names, aliases and defaults follow the page and upstream's current names."""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Literal
+
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from orchestrator.schemas.common import SEED_MAX, AudioFormat, CallbackUrl, KeyScale, Text, TrackClass
+
+TaskType = Literal["text2music", "cover", "repaint", "extract", "lego", "complete"]
+# Task types that start from a source waveform (``src_audio`` upload or ``src_audio_path``).
+TASKS_NEEDING_SOURCE = ("cover", "repaint", "extract", "lego", "complete")
+# Upstream skips the LM's code generation for these: they work on the source audio directly.
+TASKS_WITHOUT_LM_CODES = ("cover", "repaint", "extract")
+# Model names accepted in ``model`` (upstream DiT names map onto Tritone's families).
+MODEL_FAMILIES = {
+    "acestep15": "acestep15",
+    "acestep-v15": "acestep15",
+    "acestep-v15-turbo": "acestep15",
+    "acestep-v15-base": "acestep15",
+    "acestep_v1": "acestep_v1",
+    "acestep-v1": "acestep_v1",
+    "ace-step-v1-3.5b": "acestep_v1",
+}
+_TIME_SIGNATURES = {"2": "2", "3": "3", "4": "4", "6": "6", "2/4": "2", "3/4": "3", "4/4": "4", "6/8": "6"}
+
+
+def _alias(*names: str) -> AliasChoices:
+    return AliasChoices(*names)
+
+
+class MusicGenerateCreate(BaseModel):
+    model_config = ConfigDict(extra="ignore", allow_inf_nan=False, populate_by_name=True)
+
+    # basic
+    caption: Text = Field(default="", max_length=5000, validation_alias=_alias("caption", "prompt"))
+    lyrics: Text = Field(default="", max_length=20000)
+    thinking: bool = Field(default=False, description="use the 5 Hz LM to write audio codes for the DiT")
+    vocal_language: Text = Field(default="en", pattern=r"^([a-z]{2,3}(-[A-Za-z0-9]{2,8})?|unknown)$")
+    audio_format: AudioFormat = "mp3"
+    # sample / description mode (the LM's "inspire" mode writes caption, lyrics and metadata)
+    sample_mode: bool = False
+    sample_query: Text = Field(
+        default="", max_length=2000, validation_alias=_alias("sample_query", "sampleQuery", "description", "desc")
+    )
+    model: Text | None = Field(default=None, max_length=64, description="DiT family: acestep15 | acestep_v1")
+    # music attributes
+    bpm: int | None = Field(default=None, ge=30, le=300)
+    key_scale: KeyScale = Field(
+        default=None, max_length=32, validation_alias=_alias("key_scale", "keyscale", "keyScale")
+    )
+    time_signature: Text | None = Field(
+        default=None, max_length=8, validation_alias=_alias("time_signature", "timesignature", "timeSignature")
+    )
+    audio_duration: float | None = Field(
+        default=None,
+        ge=10,
+        le=600,
+        validation_alias=_alias("audio_duration", "duration", "audioDuration", "target_duration"),
+    )
+    # audio codes
+    audio_code_string: Text | list[Text] = Field(
+        default="", validation_alias=_alias("audio_code_string", "audioCodeString")
+    )
+    # generation control
+    inference_steps: int = Field(default=8, ge=1, le=200)
+    guidance_scale: float = Field(default=7.0, ge=0.0, le=30.0)
+    use_random_seed: bool = True
+    seed: int = Field(default=-1, ge=-1, le=SEED_MAX)
+    batch_size: int | None = Field(default=None, ge=1, le=8)
+    shift: float = Field(default=3.0, ge=1.0, le=5.0)
+    timesteps: list[float] | None = Field(default=None, max_length=201)
+    use_adg: bool = False
+    cfg_interval_start: float = Field(default=0.0, ge=0.0, le=1.0)
+    cfg_interval_end: float = Field(default=1.0, ge=0.0, le=1.0)
+    # 5 Hz LM
+    lm_model_path: Text | None = Field(default=None, max_length=256)
+    lm_backend: Literal["vllm", "pt"] = "vllm"
+    lm_temperature: float = Field(default=0.85, ge=0.0, le=2.0)
+    lm_cfg_scale: float = Field(default=2.0, ge=1.0, le=10.0)
+    lm_negative_prompt: Text = Field(default="NO USER INPUT", max_length=2000)
+    lm_top_k: int | None = Field(default=None, ge=0, le=10000)
+    lm_top_p: float = Field(default=0.9, gt=0.0, le=1.0)
+    lm_repetition_penalty: float = Field(default=1.0, ge=0.5, le=2.0)
+    # edit / reference audio
+    reference_audio_path: Text | None = Field(default=None, max_length=4096)
+    src_audio_path: Text | None = Field(default=None, max_length=4096)
+    task_type: TaskType = "text2music"
+    instruction: Text | None = Field(default=None, max_length=2000)
+    repainting_start: float = Field(default=0.0, ge=0.0, le=600.0)
+    repainting_end: float | None = Field(default=None, ge=-1.0, le=600.0, description="seconds; -1/null = the end")
+    audio_cover_strength: float = Field(default=1.0, ge=0.0, le=1.0)
+    track_name: TrackClass | None = None
+    complete_track_classes: list[TrackClass] | None = Field(default=None, max_length=12)
+    callback_url: CallbackUrl = None
+
+    @field_validator("time_signature")
+    @classmethod
+    def _time_signature(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        key = value.strip()
+        if key not in _TIME_SIGNATURES:
+            raise ValueError("must be one of 2, 3, 4, 6 (or 2/4, 3/4, 4/4, 6/8)")
+        return _TIME_SIGNATURES[key]
+
+    @field_validator("timesteps", mode="before")
+    @classmethod
+    def _timesteps(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            if not value.strip():
+                return None
+            try:
+                return [float(v) for v in value.replace(";", ",").split(",") if v.strip()]
+            except ValueError:
+                raise ValueError("must be comma-separated numbers in [0, 1], e.g. '0.97,0.5,0'") from None
+        return value
+
+    @field_validator("timesteps")
+    @classmethod
+    def _timesteps_range(cls, value: list[float] | None) -> list[float] | None:
+        if value is None:
+            return None
+        if len(value) < 2 or any(not 0.0 <= v <= 1.0 for v in value):
+            raise ValueError("must hold 2..201 numbers in [0, 1]")
+        if any(b >= a for a, b in zip(value, value[1:], strict=False)):
+            raise ValueError("must be strictly decreasing (from noise to clean), e.g. '0.97,0.5,0'")
+        return value
+
+    @field_validator("audio_code_string", mode="before")
+    @classmethod
+    def _codes(cls, value: Any) -> Any:
+        if isinstance(value, str) and value.strip().startswith("["):
+            try:
+                parsed = json.loads(value)
+            except ValueError:
+                return value
+            return parsed
+        return value
+
+    @field_validator("audio_code_string")
+    @classmethod
+    def _codes_size(cls, value: str | list[str]) -> str | list[str]:
+        items = [value] if isinstance(value, str) else value
+        if len(items) > 8 or any(len(v) > 200_000 for v in items):
+            raise ValueError("must be a string (or up to 8 strings) of at most 200000 characters each")
+        return value
+
+    @field_validator("model")
+    @classmethod
+    def _model(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        family = MODEL_FAMILIES.get(value.strip().lower())
+        if family is None:
+            raise ValueError(f"must be one of {', '.join(sorted(MODEL_FAMILIES))}")
+        return family
+
+    @model_validator(mode="after")
+    def _cross_fields(self) -> MusicGenerateCreate:
+        if self.cfg_interval_end < self.cfg_interval_start:
+            raise ValueError("cfg_interval_end: must be >= cfg_interval_start")
+        if (
+            self.repainting_end is not None
+            and self.repainting_end != -1
+            and self.repainting_end <= self.repainting_start
+        ):
+            raise ValueError("repainting_end: must be greater than repainting_start (or -1 for the end)")
+        return self
+
+    @property
+    def codes_list(self) -> list[str]:
+        items = [self.audio_code_string] if isinstance(self.audio_code_string, str) else self.audio_code_string
+        return [c for c in items if c.strip()]
+
+
+class JobResultPublic(BaseModel):
+    audio_paths: list[str]
+    first_audio_path: str | None = None
+    second_audio_path: str | None = None
+    generation_info: str
+    status_message: str
+    seed_value: str
+    bpm: int | None = None
+    duration: float | None = None
+    genres: str | None = None
+    keyscale: str | None = None
+    timesignature: str | None = None
+    metas: dict[str, Any] = Field(default_factory=dict)
+    lyrics: str | None = None
+    caption: str | None = None
+
+
+class JobPublic(BaseModel):
+    job_id: str
+    status: Literal["queued", "running", "succeeded", "failed", "cancelled"]
+    stage: str | None = None
+    created_at: float
+    finished_at: float | None = None
+    queue_position: int
+    eta_seconds: float | None = None
+    progress: dict[str, Any] | None = None
+    result: JobResultPublic | None = None
+    error: str | None = None
+
+
+class JobCreated(BaseModel):
+    job_id: str
+    status: Literal["queued"] = "queued"
+    queue_position: int
+
+
+class QueryResultRequest(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    task_id_list: list[Text] | Text = Field(description="task ids, as a list or a JSON array string")
+
+    @field_validator("task_id_list")
+    @classmethod
+    def _parse(cls, value: list[str] | str) -> list[str]:
+        if isinstance(value, str):
+            try:
+                parsed = json.loads(value)
+            except ValueError:
+                parsed = [v.strip() for v in value.split(",") if v.strip()]
+            if isinstance(parsed, str):
+                parsed = [parsed]
+            if not isinstance(parsed, list) or not all(isinstance(v, str) for v in parsed):
+                raise ValueError("must be a list of task ids or a JSON array of strings")
+            value = parsed
+        if len(value) > 100:
+            raise ValueError("must hold at most 100 task ids")
+        return value
+
+
+class JobCancelled(BaseModel):
+    job_id: str
+    status: str

@@ -1,0 +1,119 @@
+"""The orchestrator's configuration: one ``Settings`` object, read from ``TRITONE_*`` environment variables.
+
+This is the only module that reads the environment. Everything else receives a ``Settings`` instance (the app factory
+keeps it on ``app.state.settings``), so tests build their own without touching ``os.environ``.
+
+Lists and mappings are given as JSON in the environment, e.g.
+``TRITONE_TRITON_URLS='["10.0.0.5:8001","10.0.0.6:8001"]'`` or
+``TRITONE_USERS='{"alice":"pbkdf2_sha256$..."}'`` (make a hash with ``python -m orchestrator.services.auth hash``).
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+COVER_ASPECT_CHOICES = ("1:1", "3:4", "4:3", "9:16", "16:9")
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="TRITONE_", extra="ignore")
+
+    # --- storage -----------------------------------------------------------------------------------------------------
+    data_dir: Path = Field(default=Path("data"), description="audio, covers, uploads and the default SQLite file")
+    database_url: str | None = Field(
+        default=None,
+        description="SQLAlchemy async URL; None = sqlite+aiosqlite:///<data_dir>/tritone.db. "
+        "PostgreSQL: postgresql+asyncpg://user@host:5432/db",
+    )
+    database_pool_size: int = Field(default=10, ge=1, le=200)
+
+    # --- Triton ------------------------------------------------------------------------------------------------------
+    triton_urls: list[str] = Field(default_factory=lambda: ["127.0.0.1:8001"], description="gRPC host:port list")
+    triton_concurrency: int = Field(default=2, ge=0, le=64, description="jobs this process runs at once (0 = API only)")
+    triton_health_interval_s: float = Field(default=2.0, gt=0)
+    triton_max_attempts: int = Field(default=3, ge=1, le=10, description="servers tried per stage before failing")
+    lyricist_model: str = "lyricist"
+    lm_model: str = "lm"
+    sampler_model: str = "sampler"
+
+    # --- stages ------------------------------------------------------------------------------------------------------
+    lyrics_timeout_s: float = Field(default=600.0, gt=0)
+    metadata_timeout_s: float = Field(default=600.0, gt=0)
+    audio_timeout_s: float = Field(default=1800.0, gt=0)
+    post_timeout_s: float = Field(default=300.0, gt=0)
+    enable_lyricist: bool = Field(default=True, description="False: the song API answers 503 for sung songs")
+    default_model_family: Literal["acestep15", "acestep_v1"] = "acestep15"
+
+    # --- queue -------------------------------------------------------------------------------------------------------
+    queue_max: int = Field(default=200, ge=1, description="queued + running jobs before POST answers 429")
+    job_lease_s: float = Field(default=30.0, gt=1, description="a running job whose lease lapses is re-queued")
+    job_max_attempts: int = Field(default=3, ge=1, description="interrupted runs before a job is failed")
+    claim_poll_s: float = Field(default=0.5, gt=0, description="how often idle workers look for queued jobs")
+    default_job_seconds: float = Field(default=180.0, gt=0, description="eta estimate before any job was measured")
+
+    # --- auth --------------------------------------------------------------------------------------------------------
+    users: dict[str, str] = Field(default_factory=dict, description="username -> pbkdf2_sha256 password hash")
+    api_keys: dict[str, str] = Field(default_factory=dict, description="API key -> username")
+    jwt_secret: str | None = Field(default=None, description="None = a random secret kept in <data_dir>/secret")
+    token_ttl_s: int = Field(default=3600, ge=1)
+    signed_url_ttl_s: int = Field(default=3600, ge=1)
+
+    # --- webhooks ----------------------------------------------------------------------------------------------------
+    allow_private_callbacks: bool = Field(default=False, description="allow callback_url on loopback/private hosts")
+    webhook_secret: str | None = Field(default=None, description="HMAC key for callbacks; None = derived from jwt")
+    webhook_max_attempts: int = Field(default=5, ge=1, le=20)
+    webhook_backoff_s: float = Field(default=0.5, gt=0, description="first retry delay; doubles per attempt")
+    webhook_timeout_s: float = Field(default=10.0, gt=0)
+
+    # --- inputs ------------------------------------------------------------------------------------------------------
+    audio_path_root: Path | None = Field(default=None, description="the only directory *_path fields may point into")
+    upload_max_bytes: int = Field(default=50 * 1024 * 1024, ge=1)
+
+    # --- cover art ---------------------------------------------------------------------------------------------------
+    cover_api_url: str | None = Field(default=None, description="external image API; None = built-in renderer")
+    cover_default_aspect: Literal["1:1", "3:4", "4:3", "9:16", "16:9"] = "1:1"
+    cover_timeout_s: float = Field(default=60.0, gt=0)
+
+    # --- API ---------------------------------------------------------------------------------------------------------
+    poll_interval_sec: int = Field(default=5, ge=1, description="the song API's advised polling interval")
+    default_batch_size: int = Field(default=1, ge=1, le=8)
+
+    @field_validator("triton_urls")
+    @classmethod
+    def _strip_schemes(cls, urls: list[str]) -> list[str]:
+        cleaned = [u.removeprefix("grpc://").removeprefix("http://").strip().rstrip("/") for u in urls]
+        cleaned = [u for u in cleaned if u]
+        return cleaned
+
+    @property
+    def resolved_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite+aiosqlite:///{(self.data_dir / 'tritone.db').resolve()}"
+
+    def resolved_jwt_secret(self) -> str:
+        """The token-signing key: configured, or made once per data directory (so restarts keep tokens valid)."""
+        if self.jwt_secret:
+            return self.jwt_secret
+        path = self.data_dir / "secret"
+        if path.exists():
+            return path.read_text().strip()
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        candidate = secrets.token_urlsafe(48)
+        tmp = path.with_suffix(f".{secrets.token_hex(4)}.tmp")
+        tmp.write_text(candidate)
+        tmp.chmod(0o600)
+        try:
+            # Two processes starting together must agree on one secret: the first link wins.
+            os.link(tmp, path)
+        except FileExistsError:
+            pass
+        finally:
+            tmp.unlink(missing_ok=True)
+        return path.read_text().strip()
