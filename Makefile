@@ -13,6 +13,8 @@ PERF_ANALYZER := $(TOOLS)/perf_analyzer/bin/perf_analyzer
 # System packages the stack needs: libpython3.11 (Triton's Python-backend stub embeds it), libb64 (perf_analyzer),
 # chromium + chromium-driver (the web page's end-to-end test), fonts-wqy-microhei (a small CJK font: Chinese titles on
 # covers and in screenshots). Installed only when missing; needs root.
+# docker-compose (Compose v1.29 on Debian 12; `config` validates docker/compose.yaml in tests/docker) goes without its
+# recommended docker.io daemon: only the validator is needed here.
 system-deps:
 	@missing=""; \
 	for p in libpython3.11 libb64-0d chromium chromium-driver libsndfile1 fonts-wqy-microhei; do \
@@ -22,6 +24,11 @@ system-deps:
 	  echo "installing system packages:$$missing"; \
 	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null) \
 	    || echo "warning: could not install$$missing (tests that need them will be skipped with a reason)"; \
+	fi; \
+	if ! dpkg -s docker-compose >/dev/null 2>&1 && ! docker compose version >/dev/null 2>&1; then \
+	  echo "installing system packages: docker-compose"; \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+	    docker-compose >/dev/null) || echo "warning: could not install docker-compose (its test will be skipped)"; \
 	fi
 
 $(BIN)/activate:
