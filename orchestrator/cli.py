@@ -12,6 +12,7 @@ from collections.abc import Sequence
 _COMMAND_MODULES = (
     "export.cli",  # tritone export
     "model_repository.cli",  # tritone triton
+    "orchestrator.commands",  # tritone song | serve | models | demo
 )
 
 
