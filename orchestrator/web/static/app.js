@@ -340,7 +340,7 @@ function renderCover(url) {
 // One status object (from GET /v1/song/status or a full-state event) → the whole view.
 function applyStatus(data) {
   if (!data || (data.intent_id && data.intent_id !== state.intentId)) return;
-  if (data.status) setStatus(data.status);
+  if (data.status && STATUS_TEXT[data.status]) setStatus(data.status);
   if (typeof data.lyrics === "string" && data.lyrics.length >= state.lyrics.length) setLyrics(data.lyrics);
   const title = data.title || data.metadata?.title;
   if (title) $("song-title").textContent = title;
@@ -359,27 +359,35 @@ function applyStatus(data) {
 }
 
 // ------------------------------------------------------------------------------------------------ live updates
-// The event stream carries small updates; their shape is read loosely so the page keeps working as it evolves:
-// a full status object, {lyrics}/{lyrics_so_far}/{delta|text}, {progress} or {stage, step, total}, {status}.
+// The event stream carries the job's events (kinds: lyrics {text, final?, title?}, progress {stage, step, total},
+// status {status, stage?}, done, failed {message|error}). Shapes are read loosely so the page keeps working as the
+// API evolves: a full status object or {lyrics_so_far} / {delta} are understood as well.
 function applyEvent(type, raw) {
   let data;
   try { data = JSON.parse(raw); } catch (_) { return; }
   if (data && data.data && typeof data.data === "object" && !Array.isArray(data.data)) data = data.data;
   if (!data || typeof data !== "object") return;
   if (data.intent_id && data.intent_id !== state.intentId) return;
-  if (typeof data.lyrics_so_far === "string") setLyrics(data.lyrics_so_far);
-  else if (typeof data.lyrics === "string") setLyrics(data.lyrics);
-  else if ((type === "delta" || type === "lyrics" || data.type === "delta") && typeof (data.delta ?? data.text) === "string") {
-    setLyrics(state.lyrics + (data.delta ?? data.text));
-  }
+  const kind = data.kind || data.type || type;
+
+  const full = data.lyrics_so_far ?? data.lyrics ?? (kind === "lyrics" ? data.text : undefined);
+  if (typeof full === "string") setLyrics(full);
+  else if (kind === "delta" && typeof (data.delta ?? data.text) === "string") setLyrics(state.lyrics + (data.delta ?? data.text));
+  if (data.title) $("song-title").textContent = data.title;
+
   const progress = data.progress || (data.total !== undefined ? data : null);
   if (progress && progress.total !== undefined) setProgress(progress, data.status);
-  if (data.status || data.items || data.cover_url || data.metadata) applyStatus({ intent_id: state.intentId, ...data });
-  if (type === "error" && (data.message || data.error)) {
+  else if (data.stage && kind === "status") $("progress-stage").textContent = STAGE_TEXT[data.stage] || data.stage;
+
+  if (data.status && STATUS_TEXT[data.status]) applyStatus({ intent_id: state.intentId, ...data });
+  else if (data.items || data.cover_url || data.metadata) applyStatus({ intent_id: state.intentId, ...data, status: undefined });
+
+  if (kind === "failed" || kind === "error") {
     const e = data.error && typeof data.error === "object" ? data.error : data;
-    showError(e.message || String(data.error), e.field);
+    const message = e.message || (typeof data.error === "string" ? data.error : null);
+    if (message) showError(message, e.field);
   }
-  if (TERMINAL.has(data.status) || type === "done" || type === "end") pollOnce();  // fetch the final state
+  if (TERMINAL.has(data.status) || ["done", "end", "failed", "cancelled"].includes(kind)) pollOnce();  // final state
 }
 
 function openEvents() {
@@ -387,7 +395,8 @@ function openEvents() {
   const url = withToken(`/v1/song/events?intent_id=${encodeURIComponent(state.intentId)}`);
   const source = new EventSource(url);
   state.events = source;
-  const types = ["message", "lyrics", "delta", "progress", "status", "metadata", "item", "items", "cover", "done", "end", "error"];
+  const types = ["message", "lyrics", "delta", "progress", "status", "stage", "metadata", "item", "items", "cover", "done",
+    "end", "failed", "cancelled", "error"];
   for (const type of types) {
     source.addEventListener(type, (event) => { if (event.data) applyEvent(type, event.data); });
   }
