@@ -206,7 +206,7 @@ class SongRunner:
         latent_mask[:, :frames] = 1
         enc_mask = np.zeros((rows, eb), np.int64)
         enc_mask[:, : encoder.shape[1]] = 1
-        ts = np.full((rows,), t, np.float32)
+        ts = np.full((rows, 1), t, np.float32)
         out = self.call(
             "dit",
             versions["dit"],

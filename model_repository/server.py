@@ -31,6 +31,7 @@ import signal
 import socket
 import subprocess
 import sys
+import sysconfig
 import tempfile
 import threading
 import time
@@ -303,7 +304,14 @@ class TritonServer:
 
     def _environment(self, install: TritonInstall) -> dict[str, str]:
         env = dict(os.environ)
-        ld_path = [str(install.libs)] + [p for p in env.get("LD_LIBRARY_PATH", "").split(os.pathsep) if p]
+        # The stub embeds a libpython; it must be the one this interpreter's standard library was built with, or
+        # extension modules such as _ssl fail with undefined symbols. Prefer this interpreter's own shared libpython
+        # (pyenv/conda builds ship one) over the system copy.
+        own_lib = sysconfig.get_config_var("LIBDIR")
+        ld_path = [str(install.libs)]
+        if own_lib and (Path(own_lib) / _LIBPYTHON).exists():
+            ld_path.append(own_lib)
+        ld_path += [p for p in env.get("LD_LIBRARY_PATH", "").split(os.pathsep) if p]
         env["LD_LIBRARY_PATH"] = os.pathsep.join(ld_path)
         # The stub runs the first `python3` on PATH: this interpreter's, so models import this environment's packages.
         env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", os.defpath)])

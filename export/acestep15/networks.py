@@ -134,6 +134,7 @@ class MaskedDiT(nn.Module):
     ) -> torch.Tensor:
         dit = self.dit
         patch = dit.patch_size
+        timestep, timestep_r = timestep.reshape(-1), timestep_r.reshape(-1)
         temb_t, proj_t = dit.time_embed(timestep)
         temb_r, proj_r = dit.time_embed_r(timestep - timestep_r)
         temb, timestep_proj = temb_t + temb_r, proj_t + proj_r
@@ -271,8 +272,9 @@ def build_contracts(dims: PipelineDims, *, max_batch_size: int = 8) -> dict[str,
             description="one flow-matching velocity evaluation with latent and encoder padding masks",
             inputs=(
                 TensorSpec("hidden_states", "float32", (b, "frames", c)),
-                TensorSpec("timestep", "float32", (b,), fill="timestep"),
-                TensorSpec("timestep_r", "float32", (b,), fill="timestep"),
+                # [B, 1] rather than [B]: Triton needs at least one non-batch dim.
+                TensorSpec("timestep", "float32", (b, 1), fill="timestep"),
+                TensorSpec("timestep_r", "float32", (b, 1), fill="timestep"),
                 TensorSpec("encoder_hidden_states", "float32", (b, "encoder", h_cond)),
                 TensorSpec("encoder_attention_mask", "int64", (b, "encoder"), fill="mask"),
                 TensorSpec("context_latents", "float32", (b, "frames", 2 * c)),
