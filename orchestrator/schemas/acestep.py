@@ -8,7 +8,15 @@ from typing import Any, Literal
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from orchestrator.schemas.common import SEED_MAX, AudioFormat, CallbackUrl, KeyScale, Text, TrackClass
+from orchestrator.schemas.common import (
+    SEED_MAX,
+    VOCAL_LANGUAGES,
+    AudioFormat,
+    CallbackUrl,
+    KeyScale,
+    Text,
+    TrackClass,
+)
 
 TaskType = Literal["text2music", "cover", "repaint", "extract", "lego", "complete"]
 # Task types that start from a source waveform (``src_audio`` upload or ``src_audio_path``).
@@ -36,10 +44,10 @@ class MusicGenerateCreate(BaseModel):
     model_config = ConfigDict(extra="ignore", allow_inf_nan=False, populate_by_name=True)
 
     # basic
-    caption: Text = Field(default="", max_length=5000, validation_alias=_alias("caption", "prompt"))
-    lyrics: Text = Field(default="", max_length=20000)
+    caption: Text = Field(default="", max_length=2000, validation_alias=_alias("caption", "prompt"))
+    lyrics: Text = Field(default="", max_length=10000)
     thinking: bool = Field(default=False, description="use the 5 Hz LM to write audio codes for the DiT")
-    vocal_language: Text = Field(default="en", pattern=r"^([a-z]{2,3}(-[A-Za-z0-9]{2,8})?|unknown)$")
+    vocal_language: Text = Field(default="en", max_length=16, description="ISO 639 code: en, zh, ja, ... or unknown")
     audio_format: AudioFormat = "mp3"
     # sample / description mode (the LM's "inspire" mode writes caption, lyrics and metadata)
     sample_mode: bool = False
@@ -96,6 +104,14 @@ class MusicGenerateCreate(BaseModel):
     track_name: TrackClass | None = None
     complete_track_classes: list[TrackClass] | None = Field(default=None, max_length=12)
     callback_url: CallbackUrl = None
+
+    @field_validator("vocal_language")
+    @classmethod
+    def _language(cls, value: str) -> str:
+        code = value.strip().lower() or "unknown"
+        if code not in VOCAL_LANGUAGES:
+            raise ValueError(f"must be one of {', '.join(VOCAL_LANGUAGES)}")
+        return code
 
     @field_validator("time_signature")
     @classmethod

@@ -51,7 +51,17 @@ def _no_nul(value: str) -> str:
 Text = Annotated[str, AfterValidator(_no_nul)]
 
 _KEY_RE = re.compile(r"^\s*([A-Ga-g])\s*([#b♯♭]?)\s*(major|minor|maj|min|m)?\s*$", re.IGNORECASE)
-KEY_SCALE_HELP = "a key like 'C major', 'F# minor', 'Bb major' or 'Am' (tonic A-G, optional # or b, major|minor)"
+# The twelve pitch classes with their usual sharp/flat spellings (E#, B#, Cb, Fb are not used).
+KEY_TONICS = ("C", "C#", "Db", "D", "D#", "Eb", "E", "F", "F#", "Gb", "G", "G#", "Ab", "A", "A#", "Bb", "B")
+KEY_SCALE_HELP = (
+    "a key like 'C major', 'F# minor', 'Bb major' or 'Am': tonic one of " + " ".join(KEY_TONICS) + ", then major|minor"
+)
+# ISO 639 codes the ACE-Step models know for vocals ("unknown" = let the model decide).
+VOCAL_LANGUAGES = (
+    "ar", "az", "bg", "bn", "ca", "cs", "da", "de", "el", "en", "es", "fa", "fi", "fr", "he", "hi", "hr", "ht", "hu",
+    "id", "is", "it", "ja", "ko", "la", "lt", "ms", "ne", "nl", "no", "pa", "pl", "pt", "ro", "ru", "sa", "sk", "sr",
+    "sv", "sw", "ta", "te", "th", "tl", "tr", "uk", "ur", "vi", "yue", "zh", "unknown",
+)  # fmt: skip
 
 
 def normalize_key_scale(value: str | None) -> str | None:
@@ -64,7 +74,10 @@ def normalize_key_scale(value: str | None) -> str | None:
     tonic, accidental, mode = match.groups()
     accidental = {"♯": "#", "♭": "b", "B": "b"}.get(accidental, accidental)
     minor = mode is not None and (mode.lower() in ("minor", "min") or mode == "m")
-    return f"{tonic.upper()}{accidental} {'minor' if minor else 'major'}"
+    key = f"{tonic.upper()}{accidental}"
+    if key not in KEY_TONICS:
+        raise ValueError(f"must be {KEY_SCALE_HELP} (got tonic {key!r})")
+    return f"{key} {'minor' if minor else 'major'}"
 
 
 KeyScale = Annotated[str | None, AfterValidator(normalize_key_scale)]

@@ -19,8 +19,8 @@ class SongCreate(BaseModel):
     language: Text = Field(
         default="zh", pattern=r"^[a-z]{2,3}(-[A-Za-z0-9]{2,8})?$", description='ISO 639 code: "zh", "en", ...'
     )
-    rhyme: Text | None = Field(default=None, max_length=64, description="rhyme suffix, e.g. -ai -ang -ou -ing -an")
-    style: Text | None = Field(default=None, max_length=500, description="style hint")
+    rhyme: Text | None = Field(default=None, max_length=40, description="rhyme suffix, e.g. -ai -ang -ou -ing -an")
+    style: Text | None = Field(default=None, max_length=300, description="style hint")
     vocal_gender: Literal["male", "female", "any"] = "male"
     duration_hint: float = Field(default=220.0, gt=10, le=600, description="target duration in seconds, (10, 600]")
     additional_instructions: Text | None = Field(default=None, max_length=2000)

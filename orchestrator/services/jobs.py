@@ -24,7 +24,7 @@ import secrets
 import shutil
 import time
 import uuid
-from collections.abc import AsyncGenerator, Callable, Mapping
+from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -52,6 +52,45 @@ _LYRICS_FLUSH_S = 0.25  # streamed lyrics reach the database (and the SSE stream
 _PROGRESS_FLUSH_S = 0.2  # likewise for DiT step progress; the last step is always written
 _UPLOAD_NAMES = {"src_audio": "src_audio.npy", "reference_audio": "reference_audio.npy"}
 _AUDIO_EXT = {"flac": ".flac", "wav": ".wav", "wav32": ".wav", "mp3": ".mp3"}
+
+
+class _Throttle:
+    """Coalesces a stream of values into at most one write per ``interval``, trailing edge included: the newest value
+    always gets written, at the latest ``interval`` seconds after it arrived (a model that pauses mid-stream still
+    shows its latest text)."""
+
+    def __init__(self, interval: float, write: Callable[[Any], Awaitable[None]]) -> None:
+        self._interval = interval
+        self._write = write
+        self._pending: Any = None
+        self._has_pending = False
+        self._written_at = 0.0
+        self._timer: asyncio.Task[None] | None = None
+
+    async def push(self, value: Any) -> None:
+        self._pending, self._has_pending = value, True
+        if time.monotonic() - self._written_at >= self._interval:
+            await self.flush()
+        elif self._timer is None or self._timer.done():
+            self._timer = asyncio.create_task(self._later())
+
+    async def _later(self) -> None:
+        await asyncio.sleep(max(0.0, self._interval - (time.monotonic() - self._written_at)))
+        await self.flush()
+
+    async def flush(self) -> None:
+        if not self._has_pending:
+            return
+        value, self._has_pending = self._pending, False
+        self._written_at = time.monotonic()
+        await self._write(value)
+
+    async def close(self) -> None:
+        """Stop the timer without writing (the caller writes the final value itself)."""
+        if self._timer is not None and not self._timer.done():
+            self._timer.cancel()
+            with contextlib.suppress(asyncio.CancelledError, JobLostError):
+                await self._timer
 
 
 class JobLostError(Exception):
@@ -335,7 +374,8 @@ class JobService:
         if name in run.done:
             return
         run.stage = name
-        await self._update(run, stage=name, progress={"stage": name, "step": 0, "total": 0})
+        run.state["stage_started_at"] = time.time()
+        await self._update(run, stage=name, state=dict(run.state), progress={"stage": name, "step": 0, "total": 0})
         await self._event(run, "status", {"status": "running", "stage": name})
         if run.job.callback_url:
             self._webhooks.send(
@@ -409,18 +449,25 @@ class JobService:
             "seed": p["seeds"][0],
             "vocal_mode": p["vocal_mode"],
             "track_classes": p.get("track_classes"),
+            # The user's own values bind the plan too (they win over anything the lyricist would pick).
+            "bpm": p.get("bpm"),
+            "key_scale": p.get("key_scale"),
+            "duration": p.get("duration"),
         }
-        text, flushed = "", 0.0
+        async def write(text: str) -> None:
+            await self._update(run, lyrics=text)
+            await self._event(run, "lyrics", {"text": text})
+
+        throttle = _Throttle(_LYRICS_FLUSH_S, write)
         plan: dict[str, Any] | None = None
-        async for event in self._call(run, self._settings.lyricist_model, request):
-            if event.type == "delta" and event.data.get("lyrics_so_far") is not None:
-                text = str(event.data["lyrics_so_far"])
-                if time.monotonic() - flushed >= _LYRICS_FLUSH_S:
-                    await self._update(run, lyrics=text)
-                    await self._event(run, "lyrics", {"text": text})
-                    flushed = time.monotonic()
-            elif event.type == "plan":
-                plan = dict(event.data.get("plan") or {})
+        try:
+            async for event in self._call(run, self._settings.lyricist_model, request):
+                if event.type == "delta" and event.data.get("lyrics_so_far"):
+                    await throttle.push(str(event.data["lyrics_so_far"]))
+                elif event.type == "plan":
+                    plan = dict(event.data.get("plan") or {})
+        finally:
+            await throttle.close()
         if not plan or not str(plan.get("lyrics", "")).strip():
             raise StageFailedError("the lyricist finished without a plan (no lyrics came back)")
         run.state["plan"] = plan
@@ -600,7 +647,8 @@ class JobService:
             request.update(
                 task_type=p["task_type"],
                 shift=p["shift"],
-                timesteps=p.get("timesteps"),
+                # Upstream lists end at 0 ("…,0.085,0"); the sampler takes the points above 0 and ends there itself.
+                timesteps=[t for t in p["timesteps"] if t > 0] if p.get("timesteps") else None,
                 cfg_interval_start=p["cfg_interval_start"],
                 cfg_interval_end=p["cfg_interval_end"],
                 instruction=p.get("instruction"),
@@ -626,19 +674,27 @@ class JobService:
             tensors[name] = await asyncio.to_thread(np.load, directory / _UPLOAD_NAMES[name])
         audio: np.ndarray | None = None
         done: dict[str, Any] = {}
-        flushed = 0.0
-        async for event in self._call(run, self._settings.sampler_model, self._sampler_request(run), tensors=tensors):
-            if event.type == "progress":
-                step, total = int(event.data.get("step", 0)), int(event.data.get("total", 0))
-                stage = str(event.data.get("stage", "diffusion"))
-                if time.monotonic() - flushed >= _PROGRESS_FLUSH_S or step >= total:
-                    progress = {"stage": stage, "step": step, "total": total}
-                    await self._update(run, progress=progress)
-                    await self._event(run, "progress", progress)
-                    flushed = time.monotonic()
-            elif event.type == "done":
-                done = event.data
-                audio = event.tensors.get("audio")
+
+        async def write(progress: dict[str, Any]) -> None:
+            await self._update(run, progress=progress)
+            await self._event(run, "progress", progress)
+
+        throttle = _Throttle(_PROGRESS_FLUSH_S, write)
+        try:
+            request = self._sampler_request(run)
+            async for event in self._call(run, self._settings.sampler_model, request, tensors=tensors):
+                if event.type == "progress":
+                    step, total = int(event.data.get("step", 0)), int(event.data.get("total", 0))
+                    progress = {"stage": str(event.data.get("stage", "diffusion")), "step": step, "total": total}
+                    await throttle.push(progress)
+                    if step >= total:
+                        await throttle.flush()
+                elif event.type == "done":
+                    done = event.data
+                    audio = event.tensors.get("audio")
+            await throttle.flush()
+        finally:
+            await throttle.close()
         if audio is None:
             raise StageFailedError("the sampler finished without an audio tensor")
         audio = np.asarray(audio, dtype=np.float32)
@@ -697,6 +753,7 @@ class JobService:
         if want_cover:
             jobs.append(self._cover(run, audio[0], info["sample_rate"]))
         results = await asyncio.gather(*jobs)
+        await self._update(run, progress={"stage": "encode", "step": total, "total": total})
         run.state["items"] = results[:total]
         run.state["cover"] = results[total].name if want_cover and results[total] is not None else None
 

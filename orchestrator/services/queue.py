@@ -38,6 +38,7 @@ class QueueInfo:
         self._sessions = sessions
         self._positions: dict[str, int] = {}
         self._positions_at = 0.0
+        self._running = 0
         self._means: dict[str, float] = {}
         self._means_at = 0.0
         self._lock = asyncio.Lock()
@@ -52,7 +53,9 @@ class QueueInfo:
             if time.monotonic() - self._positions_at >= _POSITIONS_TTL_S:
                 async with self._sessions() as session:
                     order = await store.fair_queue(session=session)
+                    counts = await store.count_by_status(session=session)
                 self._positions = {entry.public_id: i + 1 for i, entry in enumerate(order)}
+                self._running = counts.get("running", 0)
                 self._positions_at = time.monotonic()
         return self._positions
 
@@ -67,9 +70,8 @@ class QueueInfo:
         """Measured mean wall time of one job of ``kind`` (sum of its stages' means), or the configured guess."""
         means = await self.stage_means()
         stages = _KIND_STAGES.get(kind, _KIND_STAGES["song"])
-        if not any(s in means for s in stages):
-            return self._settings.default_job_seconds
-        return sum(means.get(s, 0.0) for s in stages)
+        guess = self._settings.default_job_seconds / len(stages)  # unmeasured stages: an even share of the guess
+        return sum(means.get(s, guess) for s in stages)
 
     async def position(self, public_id: str) -> int:
         return (await self.positions()).get(public_id, 0)
@@ -82,13 +84,16 @@ class QueueInfo:
         slots = max(1, self._settings.triton_concurrency)
         per_job = await self.job_seconds(job.kind)
         if job.status == "queued":
-            waves = math.ceil(position / slots) if position > 0 else 1
+            # Jobs ahead of it: the running ones and the queued ones before it; they go ``slots`` at a time.
+            waves = math.ceil((self._running + max(position, 1)) / slots)
             return round(waves * per_job, 1)
         means = await self.stage_means()
         stages = _KIND_STAGES.get(job.kind, _KIND_STAGES["song"])
         done = set((job.state or {}).get("done", []))
         remaining = sum(means.get(s, per_job / len(stages)) for s in stages if s not in done)
-        return round(max(0.0, remaining - (time.time() - job.updated_at if job.stage else 0.0)), 1)
+        started = (job.state or {}).get("stage_started_at")
+        elapsed = time.time() - float(started) if job.stage and started else 0.0
+        return round(max(0.0, remaining - elapsed), 1)
 
     async def retry_after(self) -> int:
         """Seconds after which a slot is likely free (for 429 Retry-After)."""
