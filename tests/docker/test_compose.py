@@ -217,7 +217,7 @@ SOURCES = {"triton": ["export", "model_repository"], "orchestrator": ["orchestra
 
 
 def _requirements(image: str) -> dict[str, Requirement]:
-    reqs = {}
+    reqs: dict[str, Requirement] = {}
     for line in (DOCKER / f"requirements-{image}.txt").read_text().splitlines():
         line = line.split("#", 1)[0].strip()
         if line:

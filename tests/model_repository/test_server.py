@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import queue
@@ -266,11 +265,9 @@ def test_failed_start_quotes_the_log_and_leaves_nothing(tmp_path: Path) -> None:
 
 
 def _cli() -> list[str]:
-    # `tritone` imports every command module; until `export.cli` exists the same register()/run_triton() path is
-    # exercised through model_repository.cli's own entry point.
-    if importlib.util.find_spec("export.cli") is not None:
-        return [sys.executable, "-m", "orchestrator.cli"]
-    return [sys.executable, "-m", "model_repository.cli"]
+    """The ``tritone`` console script of this environment (``python -m orchestrator.cli`` where it is not installed)."""
+    script = Path(sys.executable).with_name("tritone")
+    return [str(script)] if script.exists() else [sys.executable, "-m", "orchestrator.cli"]
 
 
 def test_cli_missing_repository_is_one_line(tmp_path: Path) -> None:
@@ -293,7 +290,12 @@ def test_cli_serves_and_exits_cleanly_on_sigint(repo: Path, tmp_path: Path) -> N
         text=True,
     )
     lines: queue.Queue[str] = queue.Queue()
-    threading.Thread(target=lambda: [lines.put(line) for line in proc.stdout or []], daemon=True).start()
+
+    def pump() -> None:
+        for line in proc.stdout or []:
+            lines.put(line)
+
+    threading.Thread(target=pump, daemon=True).start()
     seen: list[str] = []
     try:
         while not any(line.strip().startswith("log:") for line in seen):
