@@ -59,8 +59,10 @@ class StageRunnerDouble:
         return [ServerHealth(self.name, True, 0, None, None)]
 
     async def models(self) -> list[dict[str, Any]]:
-        return [{"name": m, "version": "1", "state": "READY", "reason": "", "server": self.name}
-                for m in ("lyricist", "lm", "sampler")]
+        return [
+            {"name": m, "version": "1", "state": "READY", "reason": "", "server": self.name}
+            for m in ("lyricist", "lm", "sampler")
+        ]
 
     def _log(self, model: str, request: Mapping[str, Any]) -> None:
         if self.log_path is not None:
@@ -99,8 +101,9 @@ class StageRunnerDouble:
         text = ""
         for line in lines:
             text += line + "\n"
-            yield ModelEvent({"type": "delta", "stage": "plan", "text": line + "\n", "lyrics_so_far": text}, {},
-                             self.name)
+            yield ModelEvent(
+                {"type": "delta", "stage": "plan", "text": line + "\n", "lyrics_so_far": text}, {}, self.name
+            )
             await asyncio.sleep(self.step_delay)
         await self._hold("lyricist")
         plan = {
@@ -113,8 +116,9 @@ class StageRunnerDouble:
             "duration": request.get("duration_hint", 30),
             "language": request.get("language", "zh"),
         }
-        yield ModelEvent({"type": "plan", "plan": plan, "usage": {"prompt_tokens": 1, "completion_tokens": 1}}, {},
-                         self.name)
+        yield ModelEvent(
+            {"type": "plan", "plan": plan, "usage": {"prompt_tokens": 1, "completion_tokens": 1}}, {}, self.name
+        )
 
     def _lm(self, request: dict[str, Any]) -> ModelEvent:
         meta = {
@@ -151,6 +155,12 @@ class StageRunnerDouble:
             wave = np.sin(2 * np.pi * freq * t).astype(np.float32) * PEAK
             items.append(np.stack([wave, np.roll(wave, 7)]))
         audio = np.stack(items).astype(np.float32)
-        done = {"type": "done", "seeds": seeds, "sample_rate": SAMPLE_RATE, "num_samples": samples,
-                "versions": {"dit": "1"}, "tensors_in": sorted(tensors)}
+        done = {
+            "type": "done",
+            "seeds": seeds,
+            "sample_rate": SAMPLE_RATE,
+            "num_samples": samples,
+            "versions": {"dit": "1"},
+            "tensors_in": sorted(tensors),
+        }
         yield ModelEvent(done, {"audio": audio}, self.name)

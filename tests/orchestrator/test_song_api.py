@@ -88,10 +88,15 @@ async def test_song_end_to_end_with_lyrics_first_then_audio(tmp_path) -> None:
         assert abs(width / height - 16 / 9) < 0.02
     # what reached the models
     lyricist = next(r for m, r in double.calls if m == "lyricist")
-    assert lyricist["theme"] == body["theme"] and lyricist["bpm"] == 128 and lyricist["track_classes"] == [
-        "drums",
-        "backing_vocals",
-    ]
+    assert (
+        lyricist["theme"] == body["theme"]
+        and lyricist["bpm"] == 128
+        and lyricist["track_classes"]
+        == [
+            "drums",
+            "backing_vocals",
+        ]
+    )
     sampler = next(r for m, r in double.calls if m == "sampler")
     assert sampler["seeds"] == [42, 43] and sampler["batch_size"] == 2 and sampler["inference_steps"] == 6
     assert sampler["lyrics"].startswith("[Verse 1]") and sampler["task_type"] == "text2music"
@@ -106,12 +111,18 @@ async def test_vocal_modes(tmp_path) -> None:
         for mode in ("instrumental_from_lyrics", "instrumental_quick"):
             r = await client.post(
                 "/v1/song/create",
-                json={"theme": "rain", "vocal_mode": mode, "duration": 10, "inference_steps": 2, "generate_cover": False,
-                      "audio_format": "wav"},
+                json={
+                    "theme": "rain",
+                    "vocal_mode": mode,
+                    "duration": 10,
+                    "inference_steps": 2,
+                    "generate_cover": False,
+                    "audio_format": "wav",
+                },
                 headers=headers,
             )
             ids[mode] = r.json()["data"]["intent_id"]
-        for mode, intent in ids.items():
+        for intent in ids.values():
             done = await wait_song(client, headers, intent, ("succeeded", "failed"))
             assert done["status"] == "succeeded" and done["cover_url"] is None, done
             assert "instrumental" in done["metadata"]["caption"]
@@ -129,8 +140,9 @@ async def test_sse_stream_carries_lyrics_progress_status_and_done(tmp_path) -> N
     gate = double.gate("lyricist")
     async with running_app(make_settings(tmp_path), double) as (_, client):
         headers = await login(client)
-        r = await client.post("/v1/song/create", json={"theme": "sea", "duration": 10, "inference_steps": 5},
-                              headers=headers)
+        r = await client.post(
+            "/v1/song/create", json={"theme": "sea", "duration": 10, "inference_steps": 5}, headers=headers
+        )
         intent = r.json()["data"]["intent_id"]
         token = headers["Authorization"].split()[1]
         # EventSource cannot send headers: the token rides in the query string.
