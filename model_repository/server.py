@@ -103,12 +103,19 @@ def find_triton() -> TritonInstall:
                 f"the {_PYTRITON_DIST} {install.version} wheel has no {what} at {path}. "
                 f"Fix: reinstall it: {sys.executable} -m pip install --force-reinstall {_PYTRITON_DIST}==0.7.0"
             )
-    if ctypes.util.find_library(f"python{PYTHON_VERSION}") is None:
+    if _own_libpython() is None and ctypes.util.find_library(f"python{PYTHON_VERSION}") is None:
         raise RuntimeError(
             f"{_LIBPYTHON} is not installed: Triton's Python-backend stub embeds it. "
             f"Fix: apt-get install libpython{PYTHON_VERSION} (or `make system-deps`)"
         )
     return install
+
+
+def _own_libpython() -> Path | None:
+    """This interpreter's own shared libpython (pyenv/conda builds ship one), if it has one."""
+    libdir = sysconfig.get_config_var("LIBDIR")
+    path = Path(libdir) / _LIBPYTHON if libdir else None
+    return path if path is not None and path.exists() else None
 
 
 def cache_root() -> Path:
@@ -307,10 +314,10 @@ class TritonServer:
         # The stub embeds a libpython; it must be the one this interpreter's standard library was built with, or
         # extension modules such as _ssl fail with undefined symbols. Prefer this interpreter's own shared libpython
         # (pyenv/conda builds ship one) over the system copy.
-        own_lib = sysconfig.get_config_var("LIBDIR")
+        own_lib = _own_libpython()
         ld_path = [str(install.libs)]
-        if own_lib and (Path(own_lib) / _LIBPYTHON).exists():
-            ld_path.append(own_lib)
+        if own_lib is not None:
+            ld_path.append(str(own_lib.parent))
         ld_path += [p for p in env.get("LD_LIBRARY_PATH", "").split(os.pathsep) if p]
         env["LD_LIBRARY_PATH"] = os.pathsep.join(ld_path)
         # The stub runs the first `python3` on PATH: this interpreter's, so models import this environment's packages.

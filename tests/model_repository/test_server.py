@@ -150,6 +150,7 @@ def test_missing_pieces_are_named(monkeypatch: pytest.MonkeyPatch) -> None:
         find_triton()
     monkeypatch.undo()
     monkeypatch.setattr(server_mod.ctypes.util, "find_library", lambda name: None)
+    monkeypatch.setattr(server_mod, "_own_libpython", lambda: None)
     with pytest.raises(RuntimeError, match=r"libpython3\.\d+\.so\.1\.0 is not installed.*apt-get install libpython"):
         find_triton()
 
