@@ -285,7 +285,9 @@ def build_contracts(dims: PipelineDims, *, max_batch_size: int = 8) -> dict[str,
             # Guided steps send (conditional, unconditional) rows together: room for a full batch of both.
             max_batch_size=2 * max_batch_size,
             precision="bf16",
-            preferred_batch_sizes=(4, 8, 16),
+            # No preferred sizes: the batcher fills a batch up to the delay instead of dispatching the first 4 songs
+            # that arrive while the other 4 are a millisecond behind (docs/batching.md has the measurements).
+            preferred_batch_sizes=(),
             max_queue_delay_us=5000,
         ),
         NetworkContract(
