@@ -178,7 +178,18 @@ async def cancel_job(job_id: str, ctx: Ctx, user: User) -> JobCancelled:
     return JobCancelled(job_id=job.public_id, status=job.status)
 
 
-@router.post("/query_result", responses=_ERRORS)
+_QUERY_OPENAPI = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/json": {"schema": QueryResultRequest.model_json_schema()},
+            "application/x-www-form-urlencoded": {"schema": QueryResultRequest.model_json_schema()},
+        },
+    }
+}
+
+
+@router.post("/query_result", responses=_ERRORS, openapi_extra=_QUERY_OPENAPI)
 async def query_result(request: Request, ctx: Ctx, user: User) -> dict[str, Any]:
     """Batch status of tasks (``task_id_list``: a list, or a JSON array string as upstream sends it)."""
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
