@@ -145,34 +145,46 @@ def load_pipeline(root: Path, *, dtype: Any = None):
     root = Path(root)
     check_layout(root)
     read_dims(root)
+    check_weight_shapes(root)
     try:
-        pipe = AceStepPipeline.from_pretrained(root, torch_dtype=dtype or torch.float32)
+        pipe = AceStepPipeline.from_pretrained(root, dtype=dtype or torch.float32)
     except (OSError, ValueError, RuntimeError, KeyError) as exc:
         raise CheckpointError(f"checkpoint {root}: could not load: {_first_line(exc)}") from None
     for name in REQUIRED:
         if getattr(pipe, name, None) is None:
             raise CheckpointError(f"checkpoint {root}: component '{name}' did not load")
-    _check_weights_cover_params(root, pipe)
     return pipe
 
 
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0] if text else type(exc).__name__
+def check_weight_shapes(root: Path) -> None:
+    """Build each component from its config on the meta device and compare every key and shape with the stored
+    weights, so a config that does not fit its weights is reported by folder, key and shape. (diffusers would fill
+    missing keys with fresh random values and only warn.)"""
+    import importlib
 
-
-def _check_weights_cover_params(root: Path, pipe: Any) -> None:
-    """diffusers fills parameters missing from the file with fresh random values and only warns; refuse instead."""
+    import torch
     from safetensors import safe_open
 
+    index = _read_json(root / "model_index.json")
     for name in REQUIRED + OPTIONAL:
-        module = getattr(pipe, name, None)
+        entry = index.get(name)
         folder = root / name
-        if module is None or not hasattr(module, "state_dict"):
-            continue
         files = sorted(folder.glob("*.safetensors"))
-        if not files:
+        if not entry or entry[0] is None or name in ("tokenizer", "scheduler") or not files:
             continue
+        library, class_name = entry
+        try:
+            owner = importlib.import_module(library)
+        except ModuleNotFoundError:  # pipeline-local modules are listed by the pipeline folder's name
+            owner = importlib.import_module(f"diffusers.pipelines.{library}")
+        cls = getattr(owner, class_name)
+        with torch.device("meta"):
+            if library == "transformers":
+                from transformers import AutoConfig
+
+                module = cls(AutoConfig.from_pretrained(folder))
+            else:
+                module = cls.from_config(cls.load_config(folder))
         stored: dict[str, tuple[int, ...]] = {}
         for f in files:
             with safe_open(str(f), framework="pt") as handle:
@@ -180,16 +192,16 @@ def _check_weights_cover_params(root: Path, pipe: Any) -> None:
                     stored[key] = tuple(handle.get_slice(key).get_shape())
         for key, tensor in module.state_dict().items():
             if key not in stored:
-                if _is_non_persistent(module, key):
+                if key.endswith("lm_head.weight"):  # tied to the input embeddings, not stored
                     continue
                 raise CheckpointError(f"checkpoint {root}: '{name}/' weights lack key '{key}' {tuple(tensor.shape)}")
             if stored[key] != tuple(tensor.shape):
                 raise CheckpointError(
-                    f"checkpoint {root}: '{name}/' key '{key}' has shape {stored[key]}, "
-                    f"config expects {tuple(tensor.shape)}"
+                    f"checkpoint {root}: '{name}/' key '{key}' has shape {stored[key]} in the weights but "
+                    f"{tuple(tensor.shape)} by '{name}/config.json'"
                 )
 
 
-def _is_non_persistent(module: Any, key: str) -> bool:
-    # Tied embeddings (e.g. lm_head) appear in state_dict but not in the file.
-    return key.endswith("lm_head.weight")
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__

@@ -51,9 +51,11 @@ def stream(
                 out.error = error.message() if isinstance(error, InferenceServerException) else str(error)
                 return out
             response = result.get_response()
-            if response.parameters.get("triton_final_response") and response.parameters[
-                "triton_final_response"
-            ].bool_param and not response.outputs:
+            if (
+                response.parameters.get("triton_final_response")
+                and response.parameters["triton_final_response"].bool_param
+                and not response.outputs
+            ):
                 return out
             event_arr = result.as_numpy("event")
             if event_arr is not None:
@@ -62,9 +64,10 @@ def stream(
                 value = result.as_numpy(name)
                 if value is not None:
                     out.outputs[name] = value
-            if response.parameters.get("triton_final_response") and response.parameters[
-                "triton_final_response"
-            ].bool_param:
+            if (
+                response.parameters.get("triton_final_response")
+                and response.parameters["triton_final_response"].bool_param
+            ):
                 return out
     finally:
         client.stop_stream()
