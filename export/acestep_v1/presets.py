@@ -6,8 +6,9 @@ the never-read keys too, as the real one does). Nothing is downloaded: the UMT5 
 built locally. Same seed, same bytes.
 
 Weights are drawn from one ``torch.Generator`` in parameter order: norm weights ``1 + 0.1 z``, norm biases and other
-1-D parameters ``0.1 z``, weight-norm gains ``1.45 z`` and every other tensor ``z / sqrt(fan_in)``, which keeps
-activations O(1) through the stacks (the same recipe as the shared tiny fixtures).
+1-D parameters ``0.1 z``, weight-norm gains ``z`` and every other tensor ``z / sqrt(fan_in)``, which keeps
+activations O(1) through the stacks (the shared tiny fixtures' recipe, except gains: their ``1.45 z`` drives the
+vocoder into tanh saturation where float32 rounding grows to ~1e-4 of the output; ``z`` keeps it ~1e-7).
 """
 
 from __future__ import annotations
@@ -65,6 +66,7 @@ TINY_TRANSFORMER: dict[str, Any] = {
     "_lyric_encoder_kwargs": {"output_size": 32, "attention_heads": 2, "linear_units": 64, "num_blocks": 2},
     "erg_dit_blocks": [1],
     "erg_lyric_layers": [1],
+    "erg_text_layers": [1],
 }
 
 TINY_DCAE: dict[str, Any] = {
@@ -129,7 +131,7 @@ def deterministic_init(model: nn.Module, generator: torch.Generator) -> None:
         if owner is not None and _is_norm(owner) and leaf == "weight":
             value = 1 + 0.1 * z
         elif leaf == "weight_g":
-            value = 1.45 * z
+            value = z
         elif param.dim() <= 1:
             value = 0.1 * z
         else:

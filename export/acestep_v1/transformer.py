@@ -76,6 +76,8 @@ class TransformerConfig:
     # Layers whose queries ERG weakens (the pipeline's l_min..l_max ranges for the real model).
     erg_dit_blocks: list[int] = field(default_factory=lambda: [15, 16, 17, 18, 19])
     erg_lyric_layers: list[int] = field(default_factory=lambda: [4, 5])
+    # ... and the UMT5 text encoder blocks whose self-attention queries it weakens (``SelfAttention.q``).
+    erg_text_layers: list[int] = field(default_factory=lambda: [8, 9])
 
     @property
     def head_count(self) -> int:
@@ -105,6 +107,7 @@ class TransformerConfig:
         for name, layers, limit in (
             ("erg_dit_blocks", cfg.erg_dit_blocks, cfg.num_layers),
             ("erg_lyric_layers", cfg.erg_lyric_layers, lyric.num_blocks),
+            ("erg_text_layers", cfg.erg_text_layers, 1 << 30),  # checked against the text encoder at export
         ):
             bad = [i for i in layers if not 0 <= i < limit]
             if bad:
@@ -194,7 +197,9 @@ class LinearSelfAttention(_Projections):
         kv = torch.matmul(k.transpose(-1, -2), v)  # [B, H, D, D]
         num = torch.matmul(q, kv)  # [B, H, S, D]
         den = torch.matmul(q, k.sum(dim=2, keepdim=True).transpose(-1, -2))  # [B, H, S, 1]
-        out = (num / (den + self.eps)).transpose(1, 2).reshape(b, s, c).to(x.dtype)
+        # The original divides by (den + 1e-15); clamping gives the same float32 values (den is 0 or >> 1e-15) and,
+        # unlike the add, survives ONNX graph optimisation (a masked row then gives 0/eps = 0, not 0/0).
+        out = (num / den.clamp_min(self.eps)).transpose(1, 2).reshape(b, s, c).to(x.dtype)
         return self.to_out[0](out)
 
 
@@ -244,8 +249,10 @@ class GLUMBConv(nn.Module):
         self.depth_conv = _ConvLayer(hidden * 2, hidden * 2, 3, groups=hidden * 2)
         self.point_conv = _ConvLayer(hidden, dim, 1, bias=False)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         h = F.silu(self.inverted_conv(x.transpose(1, 2)))
+        if mask is not None:  # padded frames must not leak into valid neighbours through the k=3 conv
+            h = h * mask[:, None, :].to(h.dtype)
         h, gate = self.depth_conv(h).chunk(2, dim=1)
         return self.point_conv(h * F.silu(gate)).transpose(1, 2)
 
@@ -263,7 +270,7 @@ class DiTBlock(nn.Module):
     def forward(
         self, x: torch.Tensor, mask: torch.Tensor, memory: torch.Tensor, memory_mask: torch.Tensor,
         temb: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor], rope_memory: tuple[torch.Tensor, torch.Tensor],
-        q_scale: torch.Tensor | None = None,
+        q_scale: torch.Tensor | None = None, ff_mask: torch.Tensor | None = None,
     ) -> torch.Tensor:
         mod = self.scale_shift_table[None] + temb.reshape(x.shape[0], 6, -1)
         shift_msa, scale_msa, gate_msa, shift_mlp, scale_mlp, gate_mlp = mod.chunk(6, dim=1)
@@ -271,7 +278,7 @@ class DiTBlock(nn.Module):
         x = x + gate_msa * self.attn(h, mask, rope, q_scale)
         x = x + self.cross_attn(x, mask, memory, memory_mask, rope, rope_memory, q_scale)
         h = rms_norm(x) * (1 + scale_mlp) + shift_mlp
-        return x + gate_mlp * self.ff(h)
+        return x + gate_mlp * self.ff(h, ff_mask)
 
 
 class PatchEmbed(nn.Module):
@@ -286,8 +293,21 @@ class PatchEmbed(nn.Module):
             nn.Conv2d(mid, dim, kernel_size=1),
         )
 
-    def forward(self, latent: torch.Tensor) -> torch.Tensor:
-        return self.early_conv_layers(latent).flatten(2).transpose(1, 2)
+    def forward(self, latent: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        conv, norm, proj = self.early_conv_layers
+        h = conv(latent)  # [B, C, 1, W]
+        if mask is None:
+            h = norm(h)
+        else:  # GroupNorm statistics over the valid frames only
+            b, c, _, w = h.shape
+            g = h.reshape(b, norm.num_groups, -1, w)
+            m = mask.to(h.dtype)[:, None, None, :]
+            count = (m.sum(dim=-1, keepdim=True) * g.shape[2]).clamp_min(1.0)
+            mean = (g * m).sum(dim=(2, 3), keepdim=True) / count
+            var = (((g - mean) * m) ** 2).sum(dim=(2, 3), keepdim=True) / count
+            h = ((g - mean) / torch.sqrt(var + norm.eps)).reshape(b, c, 1, w)
+            h = h * norm.weight[None, :, None, None] + norm.bias[None, :, None, None]
+        return proj(h).flatten(2).transpose(1, 2)
 
 
 class FinalLayer(nn.Module):
@@ -490,12 +510,20 @@ class ACEStepV1Transformer(nn.Module):
         timestep: torch.Tensor,
         output_length: int | None = None,
         erg: torch.Tensor | bool | None = None,
+        mask_padding: bool = False,
     ) -> torch.Tensor:
-        """Velocity [B, 8, 16, W] for the latent [B, 8, 16, W] (``output_length`` defaults to W)."""
+        """Velocity [B, 8, 16, W] for the latent [B, 8, 16, W] (``output_length`` defaults to W).
+
+        ``mask_padding=False`` is the original computation, where padded frames (``attention_mask`` 0) still shift the
+        patch GroupNorm statistics and the feed-forward's k=3 conv of their neighbours. ``True`` makes a padded bucket
+        give its valid frames the unpadded song's velocity (GroupNorm over valid frames, padded frames zeroed before
+        each depthwise conv) and returns zero velocity on padding: what batching songs of different lengths needs.
+        """
         width = hidden_states.shape[-1] if output_length is None else output_length
         embedded_timestep = self.timestep_embedder(self.time_proj(timestep).to(dtype=hidden_states.dtype))
         temb = self.t_block(embedded_timestep)
-        x = self.proj_in(hidden_states)
+        ff_mask = attention_mask if mask_padding else None
+        x = self.proj_in(hidden_states, ff_mask)
         head_dim = self.config.attention_head_dim
         rope = rope_tables(x.shape[1], head_dim, self.config.rope_theta, x.device)
         rope_memory = rope_tables(encoder_hidden_states.shape[1], head_dim, self.config.rope_theta, x.device)
@@ -504,9 +532,12 @@ class ACEStepV1Transformer(nn.Module):
         for i, block in enumerate(self.transformer_blocks):
             x = block(
                 x, attention_mask, encoder_hidden_states, encoder_hidden_mask, temb, rope, rope_memory,
-                scale if i in weakened else None,
+                scale if i in weakened else None, ff_mask,
             )
-        return self.final_layer(x, embedded_timestep, width)
+        out = self.final_layer(x, embedded_timestep, width)
+        if ff_mask is not None:
+            out = out * ff_mask.to(out.dtype)[:, None, None, :]
+        return out
 
     def forward(
         self,
