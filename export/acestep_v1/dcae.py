@@ -46,6 +46,14 @@ SAMPLES_PER_LATENT = MEL_FRAMES_PER_LATENT * HOP_LENGTH
 # The checkpoint's trained length: 240 s -> int(240 * 44100 / 4096) = 2583 latent frames.
 MAX_TRAINED_SECONDS = 240
 
+# Overlapped decoding for long songs (the original's ``decode_overlap``): DCAE windows of 512 latent frames advanced by
+# 256 with a quarter window (128 latents = 1024 mel frames) trimmed at inner edges; vocoder windows of 512 mel frames
+# (262144 samples) advanced by 262144 - 2 * 1024 samples, joined with a 128-sample linear crossfade.
+DCAE_WINDOW = 512
+VOCODER_WINDOW_FRAMES = 512
+VOCODER_OVERLAP = 1024
+CROSSFADE = 128
+
 DCAE_CONFIG_KEYS = (
     "in_channels", "latent_channels", "attention_head_dim", "encoder_block_types", "decoder_block_types",
     "encoder_block_out_channels", "decoder_block_out_channels", "encoder_layers_per_block",
@@ -173,3 +181,87 @@ class MusicDCAE(nn.Module):
         latents = torch.cat([self.dcae.encoder(mel[i : i + 1]) for i in range(b)], dim=0)
         lengths = (audio_lengths / sample_rate * VOCODER_SAMPLE_RATE / HOP_LENGTH / MEL_FRAMES_PER_LATENT).long()
         return (latents - LATENT_SHIFT) * LATENT_SCALE, lengths
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Overlapped (chunked) decoding: any length, bounded memory. Works on callables so a server can plug in its models.
+
+
+def overlapped_mel(latents: torch.Tensor, decode: Any, window: int = DCAE_WINDOW) -> torch.Tensor:
+    """Latents [1, 8, 16, L] -> log-mel [1, 2, 128, 8L] by windows of ``window`` latent frames.
+
+    ``decode`` maps a latent window [1, 8, 16, w] to its mel [1, 2, 128, 8w] (e.g. :meth:`MusicDCAE.latents_to_mel`).
+    Windows start every ``window / 2`` frames; each keeps its centre, a quarter window is trimmed at inner edges.
+    """
+    length = latents.shape[-1]
+    if length == 0:
+        raise ValueError("latents have no frames")
+    offset, hop, trim = window // 4, window // 2, window // 4 * MEL_FRAMES_PER_LATENT
+    anchors = list(range(offset, length - offset, hop)) or [offset]
+    pieces = []
+    for i, anchor in enumerate(anchors):
+        start = max(0, anchor - offset)
+        segment = latents[..., start : min(length, start + window)]
+        mel = decode(segment)
+        first, last = i == 0, i == len(anchors) - 1
+        if first and last:
+            mel = mel[..., : segment.shape[-1] * MEL_FRAMES_PER_LATENT]
+        elif first:
+            mel = mel[..., :-trim]
+        elif last:
+            mel = mel[..., trim:]
+        else:
+            mel = mel[..., trim:-trim]
+        pieces.append(mel)
+    return torch.cat(pieces, dim=-1)
+
+
+def overlapped_wave(mel: torch.Tensor, vocode: Any, window_frames: int = VOCODER_WINDOW_FRAMES,
+                    overlap: int = VOCODER_OVERLAP, crossfade: int = CROSSFADE) -> torch.Tensor:
+    """Log-mel [N, 128, M] (one channel per row) -> 44.1 kHz waveform [N, 512 M] by fixed vocoder windows.
+
+    ``vocode`` maps [N, 128, window_frames] to [N, 1, 512 * window_frames]; short windows are zero-padded to that
+    size (fixed shapes). Inner edges lose ``overlap`` samples and are joined with a linear crossfade.
+    """
+    frames = mel.shape[-1]
+    total = frames * HOP_LENGTH
+    window = window_frames * HOP_LENGTH
+    hop = window - 2 * overlap
+
+    def block(start_frame: int) -> torch.Tensor:
+        chunk = mel[..., start_frame : start_frame + window_frames]
+        if chunk.shape[-1] < window_frames:
+            chunk = F.pad(chunk, (0, window_frames - chunk.shape[-1]))
+        return vocode(chunk).reshape(mel.shape[0], -1)
+
+    out = block(0)[:, :-overlap]
+    fade_out = torch.linspace(1, 0, crossfade, dtype=out.dtype, device=out.device)
+    fade_in = torch.linspace(0, 1, crossfade, dtype=out.dtype, device=out.device)
+    pos = hop
+    while pos < total:
+        start_frame = pos // HOP_LENGTH
+        if start_frame >= frames:
+            break
+        new = block(start_frame)
+        cf = min(crossfade, out.shape[-1], new.shape[-1] - (overlap - crossfade))
+        if cf > 0:
+            mixed = out[:, -cf:] * fade_out[:cf] + new[:, overlap - cf : overlap] * fade_in[:cf]
+            out = torch.cat([out[:, :-cf], mixed], dim=-1)
+        tail = new[:, overlap:] if pos + hop >= total else new[:, overlap:-overlap]
+        out = torch.cat([out, tail], dim=-1)
+        pos += hop
+    return out[:, :total]
+
+
+@torch.no_grad()
+def decode_overlapped(music: MusicDCAE, latents: torch.Tensor, sample_rate: int | None = OUTPUT_SAMPLE_RATE
+                      ) -> torch.Tensor:
+    """Latents [B, 8, 16, L] -> waveform [B, 2, N] with bounded memory (any L; one song at a time)."""
+    waves = []
+    for latent in latents:
+        mel = overlapped_mel(latent[None], music.latents_to_mel)[0]  # [2, 128, 8L]
+        wave = overlapped_wave(mel, music.vocoder)
+        if sample_rate is not None and sample_rate != VOCODER_SAMPLE_RATE:
+            wave = resample(wave, VOCODER_SAMPLE_RATE, sample_rate)
+        waves.append(wave)
+    return torch.stack(waves)
