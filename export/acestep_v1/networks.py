@@ -250,7 +250,8 @@ def build_contracts(dims: V1Dims, *, max_batch_size: int = 8) -> dict[str, Netwo
             inputs=(TensorSpec("latents", "float32", (b, c, h, "frames")),),
             outputs=(TensorSpec("mel", "float32", (b, 2, dims.mel_bins, "mel_frames")),),
             axes=(frames, mel_frames),
-            max_batch_size=max_batch_size,
+            # One song per row at its own length (global attention); a 240 s row is ~10 GB of fp32 activations.
+            max_batch_size=2,
             precision="fp32",
             preferred_batch_sizes=(1, 2),
             max_queue_delay_us=1000,
@@ -261,7 +262,8 @@ def build_contracts(dims: V1Dims, *, max_batch_size: int = 8) -> dict[str, Netwo
             inputs=(TensorSpec("mel", "float32", (b, dims.mel_bins, "mel_frames")),),
             outputs=(TensorSpec("audio", "float32", (b, 1, "samples")),),
             axes=(mel_frames, samples),
-            max_batch_size=2 * max_batch_size,
+            # Rows are stereo channels: two songs' worth (a 240 s row is 10.6 M samples).
+            max_batch_size=4,
             precision="fp32",
             preferred_batch_sizes=(2, 4),
             max_queue_delay_us=1000,

@@ -45,6 +45,21 @@ def test_contracts_cover_the_trained_length(exported):
     assert "max_batch_size: 16" in dit.triton_config(platform="gpu")
 
 
+def test_tensorrt_profiles_reach_240_seconds(exported):
+    from export.tensorrt import length_profiles
+
+    contracts, _ = exported
+    for name in ("v1_dit", "v1_dcae_decoder"):
+        profiles = length_profiles(contracts[name])
+        assert len(profiles) == 3
+        assert profiles[0]["frames"][0] == 1 and profiles[-1]["frames"][2] == MAX_FRAMES == 2584
+        # contiguous ranges: every length 1..2584 falls in exactly one profile
+        for lo, hi in zip(profiles, profiles[1:], strict=False):
+            assert hi["frames"][0] == lo["frames"][2] + 1
+    mel = contracts["v1_vocoder"].trt_profile()["mel"]
+    assert mel[2] == (4, 128, 8 * MAX_FRAMES)
+
+
 @torch.no_grad()
 def test_dit_padded_bucket_matches_the_unpadded_song(exported):
     contracts, factories = exported
