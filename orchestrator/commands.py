@@ -253,12 +253,19 @@ def _client_for(args: argparse.Namespace):  # -> SongClient
     return client
 
 
+def _quiet_http_logs() -> None:
+    # One INFO line per HTTP request would interleave with the lyrics on the terminal.
+    for name in ("httpx", "httpcore"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
 def create_and_follow(
     client, request: dict[str, Any], out_dir: Path, *, timeout_s: float, use_events: bool = True
 ) -> int:
     """Create a song, stream it to the terminal, save its files. Returns a process exit code."""
     from orchestrator.song_client import TerminalView, save_results
 
+    _quiet_http_logs()
     created = client.create(request)
     intent = created["intent_id"]
     interval = float((created.get("next_step") or {}).get("poll_interval_sec") or 2)
@@ -550,7 +557,7 @@ def orchestrator_process(
                 tail = log_path.read_text(errors="replace")[-3000:]
                 raise RuntimeError(f"the orchestrator exited with code {proc.returncode}; log {log_path}:\n{tail}")
             try:
-                if httpx.get(f"{base}/openapi.json", timeout=2).status_code < 500:
+                if httpx.get(f"{base}/health", timeout=2).status_code == 200:
                     break
             except httpx.HTTPError:
                 pass

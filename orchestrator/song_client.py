@@ -274,13 +274,18 @@ class TerminalView:
                 self.finish_bar()
 
     def _lyrics(self, text: str) -> None:
-        if text == self.lyrics:
-            return
+        shown = self.lyrics
+        if text == shown or shown.startswith(text) or text.rstrip() == shown.rstrip():
+            return  # nothing new (a repeat, an older snapshot, or only trailing whitespace differs)
         self.finish_bar()
-        if text.startswith(self.lyrics):
-            self.out.write(text[len(self.lyrics) :])
+        if text.startswith(shown):
+            self.out.write(text[len(shown) :])
+        elif shown and text.startswith(shown.rstrip()):
+            self.out.write(
+                text[len(shown.rstrip()) :].lstrip(" \t") if shown.endswith("\n") else text[len(shown.rstrip()) :]
+            )
         else:  # rewritten (e.g. the final lyrics after a draft): show the new version whole
-            self.out.write(("\n" if self.lyrics else "") + "── lyrics ──\n" + text)
+            self.out.write(("\n" if shown else "") + "── lyrics ──\n" + text)
         self.out.flush()
         self.lyrics = text
 

@@ -110,6 +110,9 @@ def test_terminal_view_streams_lyrics_once_and_draws_a_bar() -> None:
     assert out.getvalue() == "[Verse 1]\n周末的风\n"
     assert "[###############...............] 4/8  50%" in err.getvalue()
     assert err.getvalue().rstrip().endswith("8/8 100%")
+    # The final text repeating the stream with different trailing whitespace is not printed again.
+    view(SongEvent("lyrics", {"text": "[Verse 1]\n周末的风\n", "final": True}))
+    assert out.getvalue() == "[Verse 1]\n周末的风\n"
     # A rewritten text (final lyrics differ from the draft) is shown whole, not glued to the draft.
     view(SongEvent("lyrics", {"text": "[Chorus]\n看海", "final": True}))
     assert out.getvalue().endswith("── lyrics ──\n[Chorus]\n看海")
