@@ -229,7 +229,7 @@ def fit_plan_layout(
     return layout
 
 
-def _duration_range(duration_hint: float) -> tuple[int, int]:
+def duration_range(duration_hint: float) -> tuple[int, int]:
     """A plan's duration stays within 20 % of the requested one (and inside 10..600 s)."""
     lo = max(music.DURATION_MIN, int(round(duration_hint * 0.8)))
     hi = min(music.DURATION_MAX, int(round(duration_hint * 1.2)))
@@ -240,7 +240,7 @@ def plan_grammar(layout: PlanLayout, *, duration_hint: float, fixed: Mapping[str
     """The Lark grammar of a song plan: one JSON object with the keys of :func:`plan_json_schema`, in order.
     ``fixed`` values (bpm, key_scale, time_signature, duration) are written verbatim."""
     fixed = dict(fixed or {})
-    lo, hi = _duration_range(duration_hint)
+    lo, hi = duration_range(duration_hint)
     section_body = f" line{{1,{layout.lines}}}" if layout.lines else ""
     rules = [
         'start: "{\\"title\\": \\"" title "\\", \\"lyrics\\": \\"" lyrics "\\", \\"caption\\": \\"" caption '
@@ -295,7 +295,7 @@ def cot_rules(
     *,
     caption_tokens: int,
     has_think_tokens: bool,
-    duration_range: tuple[int, int] = (music.DURATION_MIN, music.DURATION_MAX),
+    durations: tuple[int, int] = (music.DURATION_MIN, music.DURATION_MAX),
 ) -> list[str]:
     """Lark rules for ``cot`` = ``<think>\\nbpm: ..\\ncaption: ..\\n...timesignature: ..\\n</think>``. Fields in
     ``fixed`` (keys of :data:`COT_FIELDS`) are written verbatim: user values always win."""
@@ -303,7 +303,7 @@ def cot_rules(
     generated = {
         "bpm": _int_range(music.BPM_MIN, music.BPM_MAX),
         "caption": "cot_caption_text",
-        "duration": _int_range(*duration_range),
+        "duration": _int_range(*durations),
         "keyscale": _alternatives(music.KEY_SCALES),
         "language": _alternatives(music.VOCAL_LANGUAGES),
         "timesignature": _alternatives(str(t) for t in music.TIME_SIGNATURES),
@@ -325,12 +325,10 @@ def cot_grammar(
     *,
     caption_tokens: int,
     has_think_tokens: bool,
-    duration_range: tuple[int, int] = (music.DURATION_MIN, music.DURATION_MAX),
+    durations: tuple[int, int] = (music.DURATION_MIN, music.DURATION_MAX),
 ) -> str:
     """The chain of thought alone (metadata completion and the first phase of thinking)."""
-    rules = cot_rules(
-        fixed, caption_tokens=caption_tokens, has_think_tokens=has_think_tokens, duration_range=duration_range
-    )
+    rules = cot_rules(fixed, caption_tokens=caption_tokens, has_think_tokens=has_think_tokens, durations=durations)
     return "start: cot\n" + "\n".join(rules) + "\n"
 
 
@@ -404,7 +402,7 @@ _TAG_LINE = re.compile(r"^\[(" + "|".join(re.escape(t) for t in music.STRUCTURE_
 
 def plan_json_schema(duration_hint: float = 220.0) -> dict[str, Any]:
     """The JSON schema a generated plan satisfies (before the server adds ``language``)."""
-    lo, hi = _duration_range(duration_hint)
+    lo, hi = duration_range(duration_hint)
     tag = "|".join(re.escape(t) for t in music.STRUCTURE_TAGS)
     return {
         "type": "object",
@@ -443,7 +441,7 @@ def validate_plan(plan: Any, *, duration_hint: float | None = None) -> list[str]
     if "time_signature" in plan and plan["time_signature"] not in music.TIME_SIGNATURES:
         problems.append(f"field 'time_signature' must be one of 2, 3, 4, 6, got {plan['time_signature']!r}")
     duration = plan.get("duration")
-    lo, hi = _duration_range(duration_hint) if duration_hint else (music.DURATION_MIN, music.DURATION_MAX)
+    lo, hi = duration_range(duration_hint) if duration_hint else (music.DURATION_MIN, music.DURATION_MAX)
     if "duration" in plan and (not _is_number(duration) or not lo <= duration <= hi):
         problems.append(f"field 'duration' must be a number in [{lo}, {hi}], got {duration!r}")
     return problems

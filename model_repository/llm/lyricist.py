@@ -23,6 +23,7 @@ from typing import Any, Protocol
 
 from model_repository.llm import music
 from model_repository.llm.constraints import (
+    duration_range,
     fit_plan_layout,
     plan_grammar,
     plan_json_schema,
@@ -368,6 +369,12 @@ def finalize_plan(text: str, req: LyricistRequest) -> dict[str, Any]:
     for key in ("title", "lyrics", "caption"):
         if isinstance(plan[key], str):
             plan[key] = plan[key].strip()
+    # Numbers from a backend without a grammar (an endpoint) are pulled into range rather than rejected.
+    if isinstance(plan["bpm"], int | float) and not isinstance(plan["bpm"], bool):
+        plan["bpm"] = min(music.BPM_MAX, max(music.BPM_MIN, int(round(plan["bpm"]))))
+    if isinstance(plan["duration"], int | float) and not isinstance(plan["duration"], bool):
+        lo, hi = duration_range(req.duration_hint)
+        plan["duration"] = min(hi, max(lo, int(round(plan["duration"]))))
     plan.update(req.fixed.as_dict())
     problems = validate_plan(plan, duration_hint=None if "duration" in req.fixed.as_dict() else req.duration_hint)
     if problems:
