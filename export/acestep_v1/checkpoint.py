@@ -21,7 +21,7 @@ from __future__ import annotations
 import json
 import logging
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -131,7 +131,7 @@ def load_strict(
     module: nn.Module,
     state: Mapping[str, torch.Tensor],
     where: str,
-    drop: Any = None,
+    drop: Callable[[str], bool] | None = None,
     optional: frozenset[str] = frozenset(),
     assign: bool = False,
 ) -> list[str]:

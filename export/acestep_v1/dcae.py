@@ -67,7 +67,7 @@ def latent_frames_for(seconds: float) -> int:
     return int(seconds * VOCODER_SAMPLE_RATE / HOP_LENGTH / MEL_FRAMES_PER_LATENT)
 
 
-def build_autoencoder_dc(config: Mapping[str, Any]) -> nn.Module:
+def build_autoencoder_dc(config: Mapping[str, Any]) -> Any:
     """diffusers' ``AutoencoderDC`` from a ``music_dcae_f8c8/config.json`` mapping (extra keys ignored)."""
     from diffusers import AutoencoderDC
 
@@ -128,7 +128,7 @@ def dcae_output_to_log_mel(mel_image: torch.Tensor) -> torch.Tensor:
 class MusicDCAE(nn.Module):
     """``AutoencoderDC`` (``.dcae``) + :class:`MusicVocoder` (``.vocoder``) with the v1 normalisations."""
 
-    def __init__(self, dcae: nn.Module, vocoder: MusicVocoder) -> None:
+    def __init__(self, dcae: Any, vocoder: MusicVocoder) -> None:
         super().__init__()
         self.dcae = dcae
         self.vocoder = vocoder

@@ -203,6 +203,7 @@ class _LineState:
             if not piece.strip():
                 continue
             squashed = _squash(piece)
+            lang: str | None
             lang, score = self.classify(squashed)
             if lang not in self.filters:
                 lang, score = self.word_vote(squashed)

@@ -70,7 +70,7 @@ class _RowScaledLinear(nn.Module):
 class TextEncoderNet(nn.Module):
     """UMT5 caption encoder with per-row ERG (weakened self-attention queries in ``erg_layers``)."""
 
-    def __init__(self, umt5: nn.Module, erg_layers: Iterable[int]) -> None:
+    def __init__(self, umt5: Any, erg_layers: Iterable[int]) -> None:
         super().__init__()
         self.umt5 = copy.deepcopy(umt5)
         blocks = self.umt5.encoder.block
@@ -165,7 +165,7 @@ class V1Dims:
     mel_bins: int = 128
 
     @classmethod
-    def from_models(cls, transformer: ACEStepV1Transformer, text_encoder: nn.Module) -> V1Dims:
+    def from_models(cls, transformer: ACEStepV1Transformer, text_encoder: Any) -> V1Dims:
         cfg = transformer.config
         return cls(
             text_vocab=int(text_encoder.config.vocab_size),
@@ -272,7 +272,7 @@ def build_contracts(dims: V1Dims, *, max_batch_size: int = 8) -> dict[str, Netwo
     return {contract.name: contract for contract in contracts}
 
 
-def wrappers(transformer: ACEStepV1Transformer, text_encoder: nn.Module,
+def wrappers(transformer: ACEStepV1Transformer, text_encoder: Any,
              music_dcae: MusicDCAE) -> dict[str, Callable[[], nn.Module]]:
     """Factories for each network's export wrapper over loaded models."""
     return {

@@ -287,14 +287,16 @@ class PatchEmbed(nn.Module):
     def __init__(self, in_channels: int, dim: int, patch_size: Sequence[int]) -> None:
         super().__init__()
         mid = in_channels * 256
+        patch = (int(patch_size[0]), int(patch_size[1]))
         self.early_conv_layers = nn.Sequential(
-            nn.Conv2d(in_channels, mid, kernel_size=tuple(patch_size), stride=tuple(patch_size)),
+            nn.Conv2d(in_channels, mid, kernel_size=patch, stride=patch),
             nn.GroupNorm(32, mid, eps=1e-6, affine=True),
             nn.Conv2d(mid, dim, kernel_size=1),
         )
 
     def forward(self, latent: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         conv, norm, proj = self.early_conv_layers
+        assert isinstance(norm, nn.GroupNorm)
         h = conv(latent)  # [B, C, 1, W]
         if mask is None:
             h = norm(h)

@@ -113,6 +113,8 @@ def slaney_mel_filterbank(n_freqs: int, f_min: float, f_max: float, n_mels: int,
 
 
 class _Spectrogram(nn.Module):
+    window: torch.Tensor
+
     def __init__(self, n_fft: int, win_length: int, hop_length: int) -> None:
         super().__init__()
         self.n_fft, self.win_length, self.hop_length = n_fft, win_length, hop_length
@@ -132,6 +134,8 @@ class _Spectrogram(nn.Module):
 
 
 class _MelScale(nn.Module):
+    fb: torch.Tensor
+
     def __init__(self, fb: torch.Tensor) -> None:
         super().__init__()
         self.register_buffer("fb", fb)
