@@ -116,6 +116,9 @@ def build_tiny_tokenizer(*, with_audio_codes: bool, vocab_size: int = 1024):  # 
 def _build_tiny(out_dir: Path, *, seed: int, with_audio_codes: bool) -> Path:
     import torch
     from transformers import Qwen3Config, Qwen3ForCausalLM
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
 
     tokenizer = build_tiny_tokenizer(with_audio_codes=with_audio_codes)
     config = Qwen3Config(

@@ -79,6 +79,9 @@ class LocalModel:
         self, model_dir: Path, *, device: str = "cpu", dtype: str = "float32", max_rows: int = 16, name: str = "llm"
     ) -> None:
         from transformers import AutoModelForCausalLM, AutoTokenizer
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
 
         if dtype not in _DTYPES:
             raise ValueError(f"dtype={dtype!r}; allowed: {', '.join(_DTYPES)}")
