@@ -32,6 +32,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import math
 import random
 import shutil
 import statistics
@@ -73,7 +74,7 @@ class Phase:
             "failed": self.failed,
             "by_version": dict(self.by_version),
             "p50_ms": round(statistics.median(lat), 2) if lat else None,
-            "p95_ms": round(lat[int(0.95 * (len(lat) - 1))], 2) if lat else None,
+            "p95_ms": round(lat[max(0, math.ceil(0.95 * len(lat)) - 1)], 2) if lat else None,  # nearest rank
         }
 
 
@@ -246,8 +247,9 @@ async def run_swap(args: argparse.Namespace, grpc_url: str) -> dict[str, Any]:
                 begin(f"canary {fraction:.0%} new", fraction)
                 await asyncio.sleep(args.phase_s)
             begin("all new, draining old", 1.0)
-            drain = await router.drained(old, timeout_s=600)
-            actions.append({"action": "drain old", "seconds": round(drain, 2)})
+            if args.drain:
+                drain = await router.drained(old, timeout_s=600)
+                actions.append({"action": "drain old", "seconds": round(drain, 2)})
             await act("roll out old", [int(new)])
             begin("new only", 1.0)
             await asyncio.sleep(args.phase_s)
@@ -255,8 +257,9 @@ async def run_swap(args: argparse.Namespace, grpc_url: str) -> dict[str, Any]:
             begin("roll back in old (new serving)", 1.0)
             await act("roll back in", [int(old), int(new)])
             begin("all old, draining new", 0.0)
-            drain = await router.drained(new, timeout_s=600)
-            actions.append({"action": "drain new", "seconds": round(drain, 2)})
+            if args.drain:
+                drain = await router.drained(new, timeout_s=600)
+                actions.append({"action": "drain new", "seconds": round(drain, 2)})
             await act("roll out new", [int(old)])
             begin("old only (rolled back)", 0.0)
             await asyncio.sleep(args.phase_s)
@@ -272,6 +275,7 @@ async def run_swap(args: argparse.Namespace, grpc_url: str) -> dict[str, Any]:
             "new": new,
             "traffic": args.traffic,
             "concurrency": args.concurrency,
+            "drain": args.drain,
             **totals,
             "phases": [p.report() for p in phases],
             "actions": actions,
@@ -309,6 +313,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dynamic-size", type=int, default=256, help="size of dynamic dims for direct traffic (256)")
     parser.add_argument("--steps", type=int, default=2, help="DiT steps per song for sampler traffic (2)")
     parser.add_argument("--duration", type=float, default=10.0, help="seconds of audio per song for sampler traffic")
+    parser.add_argument(
+        "--no-drain",
+        dest="drain",
+        action="store_false",
+        help="unload a version while requests pinned to it may still be in flight (shows why step 4 matters)",
+    )
     parser.add_argument("--json", type=Path, default=None, help="also write the report here")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
