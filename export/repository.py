@@ -16,12 +16,14 @@ from __future__ import annotations
 
 import json
 import logging
+import multiprocessing
+import os
 import shutil
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import asdict
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 
@@ -67,6 +69,22 @@ def install_python_model(src_name: str, dest_version_dir: Path) -> None:
     shutil.copyfile(src, dest_version_dir / "model.py")
 
 
+# What forked export workers read (set just before the fork; the children inherit it without pickling modules).
+_FORK_STATE: dict[str, Any] = {}
+
+
+def _export_one(job: tuple[str, str]) -> tuple[str, float]:
+    import torch
+
+    from export.onnx_export import export_onnx
+
+    torch.set_num_threads(1)
+    name, path = job
+    started = time.perf_counter()
+    export_onnx(_FORK_STATE["factories"][name](), _FORK_STATE["contracts"][name], Path(path), sizes=TRACE_SIZES)
+    return name, time.perf_counter() - started
+
+
 def export_networks(
     *,
     pipe,
@@ -76,39 +94,61 @@ def export_networks(
     version: int,
     target: Target,
     networks: Iterable[str] = NETWORKS,
+    jobs: int | None = None,
 ) -> dict[str, float]:
-    """ONNX (and on GPU, engines) for each network into ``repo/<network>/<version>/``. Returns seconds per network."""
+    """ONNX (and on GPU, engines) for each network into ``repo/<network>/<version>/``. Returns seconds per network.
+
+    The ONNX step is CPU-bound Python tracing: it runs in ``jobs`` forked workers (default: one per core, at most 2
+    on the reference machine), one network each; engines build one at a time (they use the whole GPU)."""
     from export.acestep15.networks import build_contracts, wrappers
-    from export.onnx_export import export_onnx
 
     contracts = build_contracts(dims)
     factories: dict[str, Callable] = wrappers(pipe)
     timings: dict[str, float] = {}
     names = list(networks)
-    for i, name in enumerate(names, 1):
+
+    def onnx_path(name: str) -> Path:
+        folder = repo / name / str(version) if target == "cpu" else work / "onnx" / name / str(version)
+        return folder / "model.onnx"
+
+    pending = [(name, str(onnx_path(name))) for name in names if not onnx_path(name).exists()]
+    for name in names:
+        if not onnx_path(name).exists():
+            continue
+        timings[name] = 0.0
+        _progress(f"{name} v{version}: onnx exists, skipped")
+    workers = min(jobs or os.cpu_count() or 1, len(pending))
+    if pending:
+        _progress(f"exporting ONNX for {', '.join(n for n, _ in pending)} ({workers} worker(s)) ...")
+        _FORK_STATE.update(factories=factories, contracts=contracts)
+        try:
+            if workers > 1:
+                with multiprocessing.get_context("fork").Pool(workers) as pool:
+                    results = list(pool.imap_unordered(_export_one, pending))
+            else:
+                results = [_export_one(job) for job in pending]
+        finally:
+            _FORK_STATE.clear()
+        for name, seconds in results:
+            timings[name] = seconds
+            _progress(f"{name} v{version}: onnx exported in {seconds:.1f} s")
+    for name in names:
         contract = contracts[name]
         version_dir = repo / name / str(version)
-        started = time.perf_counter()
-        onnx_path = (version_dir if target == "cpu" else work / "onnx" / name / str(version)) / "model.onnx"
-        if onnx_path.exists():
-            _progress(f"[{i}/{len(names)}] {name}: onnx exists, skipped")
-        else:
-            _progress(f"[{i}/{len(names)}] {name}: exporting ONNX ...")
-            export_onnx(factories[name](), contract, onnx_path, sizes=TRACE_SIZES)
         if target == "gpu":
             from export.tensorrt import build_engine
 
             plan = version_dir / "model.plan"
             if plan.exists():
-                _progress(f"[{i}/{len(names)}] {name}: engine exists, skipped")
+                _progress(f"{name} v{version}: engine exists, skipped")
             else:
-                _progress(f"[{i}/{len(names)}] {name}: building TensorRT engine ({contract.precision}) ...")
-                build_engine(onnx_path, contract, plan, timing_cache=work / "timing.cache")
+                _progress(f"{name} v{version}: building TensorRT engine ({contract.precision}) ...")
+                started = time.perf_counter()
+                build_engine(onnx_path(name), contract, plan, timing_cache=work / "timing.cache")
+                timings[name] += time.perf_counter() - started
         else:
             install_python_model("onnx_runtime", version_dir)
         write_config(repo, contract, target)
-        timings[name] = time.perf_counter() - started
-        _progress(f"[{i}/{len(names)}] {name}: done in {timings[name]:.1f} s")
     return timings
 
 

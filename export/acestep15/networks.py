@@ -286,9 +286,10 @@ def build_contracts(dims: PipelineDims, *, max_batch_size: int = 8) -> dict[str,
             max_batch_size=2 * max_batch_size,
             precision="bf16",
             # No preferred sizes: the batcher fills a batch up to the delay instead of dispatching the first 4 songs
-            # that arrive while the other 4 are a millisecond behind (docs/batching.md has the measurements).
+            # while the other 4 are a millisecond behind. 10 ms gathered ~7 of 8 concurrent songs per step on 2 CPU
+            # cores, 5 ms only ~3 (docs/batching.md, bench/queue_delay.py).
             preferred_batch_sizes=(),
-            max_queue_delay_us=5000,
+            max_queue_delay_us=10_000,
         ),
         NetworkContract(
             name="vae_decoder",

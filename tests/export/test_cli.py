@@ -19,6 +19,7 @@ def test_rerun_skips_finished_artifacts(tiny_repository, tiny_work):
     done = _tritone("export", "--preset", "tiny", "--out", str(tiny_repository), "--work", str(tiny_work), "--skip-llm")
     assert done.returncode == 0, done.stderr
     assert done.stdout.count("onnx exists, skipped") == len(NETWORKS) + 1  # + the sft dit version
+    assert "exporting ONNX" not in done.stdout
     assert {p: p.stat().st_mtime_ns for p in tiny_repository.rglob("model.onnx")} == before
 
 
