@@ -10,10 +10,11 @@ The procedure is the one in docs/model-swap-runbook.md:
   4. drain and roll out: once no request pinned to the old version is in flight, reload with ``[new]``;
   5. run on the new version alone; then the same steps backwards (roll back to the old version).
 
-Traffic is either ``direct`` (inference requests on the model itself, each pinning ``model_version``; inputs are
-drawn from the model's metadata, dynamic dimensions set by ``--dynamic-size``) or ``sampler`` (whole songs through
-the decoupled ``sampler``, each pinning ``versions: {<model>: v}`` — the production path, where a song makes one
-model call per step and must not lose its version mid-song).
+Traffic is ``direct`` (inference requests on the model itself, each pinning ``model_version``; inputs are drawn
+from the model's metadata, dynamic dimensions set by ``--dynamic-size``), ``sampler`` (whole songs through the
+decoupled ``sampler``, each pinning ``versions: {<model>: v}``; a song makes one model call per step and must not
+lose its version mid-song) or ``songs`` (whole songs pinning nothing, as the orchestrator sends them: step 3 then
+points the sampler's default version set at the new version and reloads the sampler — all at once, no canary).
 
 Example (the tiny CPU repository; version 2 cloned from 1 as a stand-in for a new DiT)::
 
@@ -134,10 +135,11 @@ class DirectTraffic:
 
 
 class SamplerTraffic:
-    """Whole songs through the decoupled sampler, pinning ``versions: {model: v}``."""
+    """Whole songs through the decoupled sampler, pinning ``versions: {model: v}`` — or, with ``pin=False``, not
+    pinning anything, as the orchestrator does: then the sampler's default version set decides."""
 
-    def __init__(self, client: Any, model: str, steps: int, duration: float) -> None:
-        self.client, self.model, self.steps, self.duration = client, model, steps, duration
+    def __init__(self, client: Any, model: str, steps: int, duration: float, *, pin: bool = True) -> None:
+        self.client, self.model, self.steps, self.duration, self.pin = client, model, steps, duration, pin
         self.count = 0
 
     async def send(self, version: str) -> None:
@@ -150,8 +152,9 @@ class SamplerTraffic:
             "duration": self.duration,
             "inference_steps": self.steps,
             "seeds": [self.count],
-            "versions": {self.model: version},
         }
+        if self.pin:
+            payload["versions"] = {self.model: version}
         request = grpcclient.InferInput("request", [1], "BYTES")
         request.set_data_from_numpy(np.array([json.dumps(payload).encode()], dtype=np.object_))
 
@@ -223,7 +226,13 @@ async def run_swap(args: argparse.Namespace, grpc_url: str) -> dict[str, Any]:
             config = admin.get_model_config(model, old, as_json=True)["config"]
             traffic: Any = DirectTraffic(client, model, metadata, config, args.dynamic_size)
         else:
-            traffic = SamplerTraffic(client, model, args.steps, args.duration)
+            traffic = SamplerTraffic(client, model, args.steps, args.duration, pin=args.traffic == "sampler")
+        manifest = (args.repository / "sampler" / "1" / "assets" / "pipeline.json") if args.repository else None
+        original_manifest = manifest.read_text() if manifest is not None and manifest.is_file() else None
+        if args.traffic == "songs":
+            if original_manifest is None:
+                raise FileNotFoundError(f"--traffic songs needs --repository with {manifest or 'sampler/1/assets'}")
+            await reload_sampler_with(admin, manifest, model, old, actions)  # start from the old version
 
         router = Router(old, new)
         phases: list[Phase] = []
@@ -243,9 +252,14 @@ async def run_swap(args: argparse.Namespace, grpc_url: str) -> dict[str, Any]:
             await asyncio.sleep(args.phase_s)
             begin("roll in new (old serving)", 0.0)
             await act("roll in", [int(old), int(new)])
-            for fraction in (0.1, 0.5):
-                begin(f"canary {fraction:.0%} new", fraction)
-                await asyncio.sleep(args.phase_s)
+            if args.traffic == "songs":
+                # The orchestrator's songs pin nothing: the sampler's default version set moves them, all at once.
+                begin("shift: sampler reload", 0.0)  # songs sent meanwhile may still start on the old version
+                await reload_sampler_with(admin, manifest, model, new, actions)
+            else:
+                for fraction in (0.1, 0.5):
+                    begin(f"canary {fraction:.0%} new", fraction)
+                    await asyncio.sleep(args.phase_s)
             begin("all new, draining old", 1.0)
             if args.drain:
                 drain = await router.drained(old, timeout_s=600)
@@ -256,6 +270,9 @@ async def run_swap(args: argparse.Namespace, grpc_url: str) -> dict[str, Any]:
             # Roll back.
             begin("roll back in old (new serving)", 1.0)
             await act("roll back in", [int(old), int(new)])
+            if args.traffic == "songs":
+                begin("shift back: sampler reload", 1.0)
+                await reload_sampler_with(admin, manifest, model, old, actions)
             begin("all old, draining new", 0.0)
             if args.drain:
                 drain = await router.drained(new, timeout_s=600)
@@ -283,8 +300,33 @@ async def run_swap(args: argparse.Namespace, grpc_url: str) -> dict[str, Any]:
             "errors": errors,
         }
     finally:
+        if args.traffic == "songs" and manifest is not None and original_manifest is not None:
+            if manifest.read_text() != original_manifest:
+                manifest.write_text(original_manifest)
+                with contextlib.suppress(Exception):
+                    admin.load_model("sampler")
         await client.close()
         admin.close()
+
+
+async def reload_sampler_with(
+    admin: Any, manifest: Path | None, model: str, version: str, actions: list[dict[str, Any]]
+) -> None:
+    """Point the sampler's default version set at ``model`` version ``version`` and reload the sampler: Triton keeps
+    the running instance (and its songs) until the new one is ready, then sends new songs to it."""
+    assert manifest is not None
+    data = json.loads(manifest.read_text())
+    default = data["default_version_set"]
+    if str(data["version_sets"][default]["versions"].get(model)) == version:
+        return
+    data["version_sets"][default]["versions"][model] = version
+    manifest.write_text(json.dumps(data, indent=2) + "\n")
+    start = time.monotonic()
+    await asyncio.to_thread(admin.load_model, "sampler")
+    actions.append(
+        {"action": f"sampler default set -> {model} v{version}", "seconds": round(time.monotonic() - start, 2)}
+    )
+    logger.info("sampler reloaded: default %s version %s (%.2f s)", model, version, actions[-1]["seconds"])
 
 
 def _clone_new(repository: Path, model: str, old: int, new: int) -> None:
@@ -307,7 +349,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model", default="dit")
     parser.add_argument("--old", type=int, default=1)
     parser.add_argument("--new", type=int, default=2)
-    parser.add_argument("--traffic", choices=["direct", "sampler"], default="direct")
+    parser.add_argument(
+        "--traffic",
+        choices=["direct", "sampler", "songs"],
+        default="direct",
+        help="direct: model requests pinning model_version; sampler: songs pinning versions; songs: unpinned songs "
+        "(the orchestrator's), moved by the sampler's default version set + a sampler reload (needs --repository)",
+    )
     parser.add_argument("--concurrency", type=int, default=4, help="requests in flight (4)")
     parser.add_argument("--phase-s", type=float, default=10.0, help="seconds per traffic phase (10)")
     parser.add_argument("--dynamic-size", type=int, default=256, help="size of dynamic dims for direct traffic (256)")
