@@ -252,7 +252,12 @@ def add_llm_models(
         raise ValueError("give either lyricist_dir or lyricist_endpoint, not both")
     repo = Path(repo)
     repo.mkdir(parents=True, exist_ok=True)
-    device = {"device": "cuda" if target == "gpu" else "cpu", "dtype": "bfloat16" if target == "gpu" else "float32"}
+    device = {
+        "device": "cuda" if target == "gpu" else "cpu",
+        "dtype": "bfloat16" if target == "gpu" else "float32",
+        # One intra-op thread on CPU (see LocalModel); on GPU torch's CPU threads barely matter.
+        "torch_threads": "1" if target == "cpu" else "",
+    }
 
     def source_for(folder: Path | None) -> dict[str, str] | None:
         if folder is not None:

@@ -88,6 +88,23 @@ class Stream:
                 return
             yield item
 
+    def chunks(self) -> Iterator[list[int]]:
+        """Like iterating, but each item is every token that arrived since the last one: a consumer that falls
+        behind catches up in one go instead of waking once per token."""
+        while True:
+            items = [self._queue.get()]
+            while True:
+                try:
+                    items.append(self._queue.get_nowait())
+                except queue.Empty:
+                    break
+            tokens = [t for t in items if not isinstance(t, Result)]
+            if tokens:
+                yield tokens
+            if len(tokens) < len(items):
+                self._result = next(t for t in items if isinstance(t, Result))
+                return
+
     def result(self) -> Result:
         if self._result is None:
             for _ in self:
@@ -208,7 +225,7 @@ class Engine:
     # ---------------------------------------------------------------- prefill and joining the batch
     def _admit(self, stream: Stream) -> None:
         job = stream.job
-        generator = torch.Generator()
+        generator = torch.Generator(device=self.device)
         generator.manual_seed(job.sampling.seed if job.sampling.seed is not None else int(time.time_ns() % 2**63))
         seq = _Seq(stream=stream, generator=generator, rows=2 if job.uses_cfg else 1)
         if job.sampling.repetition_penalty != 1.0:
@@ -221,7 +238,7 @@ class Engine:
         for ids in prompts:
             input_ids = torch.tensor([ids], dtype=torch.long, device=self.device)
             out = self.model(input_ids=input_ids, use_cache=True)
-            logits_rows.append(out.logits[0, -1].float().cpu())
+            logits_rows.append(out.logits[0, -1].float())
             caches.append((out.past_key_values, len(ids)))
             self.stats["prefills"] += 1
         seq_result = Result([], "", prompt_tokens=len(job.prompt_ids), steps=1)
@@ -267,7 +284,8 @@ class Engine:
         )
         self._cache = out.past_key_values
         self._pos = self._pos + 1
-        logits = out.logits[:, -1].float().cpu()
+        # Sampling stays on the model's device: on a GPU, a 150k-token sort per row on the CPU would dominate.
+        logits = out.logits[:, -1].float()
         self.stats["decode_steps"] += 1
         self.stats["decode_rows"] += rows
         self.stats["max_rows"] = max(self.stats["max_rows"], rows)

@@ -252,10 +252,10 @@ class LMService:
         stream = self.model.engine.submit(job)
         codes: list[str] = []
         pending: list[str] = []
-        for token in stream:
+        for tokens in stream.chunks():
             if cancelled is not None and cancelled.is_set():
                 stream.cancel()
-            pending.append(self._code_text[token])
+            pending += [self._code_text[token] for token in tokens]
             if len(pending) >= CODES_PER_EVENT:
                 emit({"type": "delta", "stage": "codes", "text": "".join(pending)})
                 codes += pending

@@ -54,8 +54,8 @@ class TextStream:
         self.result: Result | None = None
 
     def __iter__(self) -> Iterator[str]:
-        for token in self._stream:
-            delta = self._decoder.push(token)
+        for tokens in self._stream.chunks():
+            delta = "".join(self._decoder.push(token) for token in tokens)
             if delta:
                 yield delta
         self.result = self._stream.result()
@@ -76,13 +76,25 @@ class LocalModel:
     """Tokenizer + model + generation engine for one Hugging Face folder."""
 
     def __init__(
-        self, model_dir: Path, *, device: str = "cpu", dtype: str = "float32", max_rows: int = 16, name: str = "llm"
+        self,
+        model_dir: Path,
+        *,
+        device: str = "cpu",
+        dtype: str = "float32",
+        max_rows: int = 16,
+        name: str = "llm",
+        torch_threads: int | None = None,
     ) -> None:
+        """``torch_threads`` sets torch's intra-op threads for this process (None leaves them). On CPU the serving
+        process uses 1: OpenMP workers spin after every op, and on a small machine that spinning starves the
+        threads that stream the results (measured: 12 ms instead of 1.3 ms per token for the tiny preset)."""
         from transformers import AutoModelForCausalLM, AutoTokenizer
         from transformers.utils import logging as hf_logging
 
         hf_logging.disable_progress_bar()
 
+        if torch_threads:
+            torch.set_num_threads(torch_threads)
         if dtype not in _DTYPES:
             raise ValueError(f"dtype={dtype!r}; allowed: {', '.join(_DTYPES)}")
         self.name = name

@@ -37,11 +37,26 @@ def apply_top_k(logits: torch.Tensor, k: int) -> torch.Tensor:
 
 
 def apply_top_p(logits: torch.Tensor, p: float) -> torch.Tensor:
-    """Nucleus filter: keep the smallest set of tokens whose probability reaches ``p`` (the top token always)."""
+    """Nucleus filter: keep the smallest set of most likely tokens whose probability reaches ``p`` (the top token
+    always). A trained model's nucleus is usually small, so the top 64 are tried first; only a flat distribution
+    (a random tiny model) pays for a full sort."""
     if not 0.0 < p < 1.0:
         return logits
-    sorted_logits, order = torch.sort(logits, descending=True)
-    cumulative = torch.cumsum(torch.softmax(sorted_logits, dim=-1), dim=-1)
+    probs = torch.softmax(logits, dim=-1)
+    k = min(64, logits.shape[-1])
+    top_probs, top_ids = torch.topk(probs, k)
+    cumulative = torch.cumsum(top_probs, dim=-1)
+    if k == logits.shape[-1] or bool(cumulative[-1] > p):
+        drop = cumulative > p
+        drop[1:] = drop[:-1].clone()
+        drop[0] = False
+        keep = top_ids[~drop]
+        filtered = torch.full_like(logits, float("-inf"))
+        filtered[keep] = logits[keep]
+        logits.copy_(filtered)
+        return logits
+    sorted_probs, order = torch.sort(probs, descending=True)
+    cumulative = torch.cumsum(sorted_probs, dim=-1)
     drop = cumulative > p
     drop[1:] = drop[:-1].clone()
     drop[0] = False
@@ -59,11 +74,12 @@ def select_token(
 ) -> int:
     """Choose the next token from one row of fp32 logits (modified in place)."""
     if allowed is not None:
+        allowed = allowed.to(logits.device, non_blocking=True)
         logits.masked_fill_(~allowed[: logits.shape[-1]], float("-inf"))
         if allowed.shape[-1] < logits.shape[-1]:
             logits[allowed.shape[-1] :] = float("-inf")
     if seen is not None:
-        logits = apply_repetition_penalty(logits, seen, sampling.repetition_penalty)
+        logits = apply_repetition_penalty(logits, seen.to(logits.device), sampling.repetition_penalty)
     logits = apply_top_k(logits, sampling.top_k)
     logits = apply_top_p(logits, sampling.top_p)
     if sampling.temperature <= 0.0:

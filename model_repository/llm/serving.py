@@ -76,6 +76,7 @@ def build_lyricist(
             device=params.get("device") or "cpu",
             dtype=params.get("dtype") or "float32",
             max_rows=int(params.get("max_batch_rows") or 16),
+            torch_threads=int(params.get("torch_threads") or 0) or None,
             name="lyricist",
         )
         return LyricistService(LocalChatBackend(model), settings)
@@ -102,6 +103,7 @@ def build_lm(version_dir: Path, params: Mapping[str, str]) -> LMService:
         device=params.get("device") or "cpu",
         dtype=params.get("dtype") or "float32",
         max_rows=int(params.get("max_batch_rows") or 16),
+        torch_threads=int(params.get("torch_threads") or 0) or None,
         name="lm",
     )
     return LMService(model, settings)
