@@ -101,7 +101,8 @@ class LocalModel:
         self.tokenizer = AutoTokenizer.from_pretrained(model_dir)
         if not getattr(self.tokenizer, "is_fast", False):
             raise ValueError(f"{model_dir}: a fast (tokenizer.json) tokenizer is needed for constrained decoding")
-        self.model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=_DTYPES[dtype]).to(device).eval()
+        model: Any = AutoModelForCausalLM.from_pretrained(model_dir, dtype=_DTYPES[dtype])
+        self.model = model.to(device).eval()
         self.n_vocab = max(int(self.model.config.vocab_size), len(self.tokenizer))
         self.stop_ids = stop_token_ids(self.tokenizer)
         self.engine = Engine(self.model, max_rows=max_rows, name=name)
