@@ -10,16 +10,15 @@ Decoding a latent [B, 8, 16, W] (W frames at 44100 / 512 / 8 = 10.77 Hz):
 
 Encoding reverses it: resample to 44.1 kHz, pad to a multiple of 8 * 512 samples, log-mel per channel, normalise to
 [-1, 1], ``AutoencoderDC.encoder``, then ``(latent - (-1.9091)) * 0.1786``. Resampling is written in torch here
-(torchaudio has no CPU wheel for this environment) and matches torchaudio's ``Resample`` to float precision.
+(torchaudio has no CPU wheel for this environment, :mod:`model_repository.audio_resample`) and matches torchaudio's
+``Resample`` to float precision.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import math
 from collections.abc import Mapping
-from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +28,22 @@ from torch import nn
 
 from export.acestep_v1.vocoder import MusicVocoder, VocoderConfig
 
+# The serving-time parts (the sampler decodes with them) live in model_repository; re-exported here.
+from model_repository.acestep_v1_decode import (  # noqa: F401
+    CROSSFADE,
+    DCAE_WINDOW,
+    HOP_LENGTH,
+    MEL_FRAMES_PER_LATENT,
+    OUTPUT_SAMPLE_RATE,
+    SAMPLES_PER_LATENT,
+    VOCODER_OVERLAP,
+    VOCODER_SAMPLE_RATE,
+    VOCODER_WINDOW_FRAMES,
+    overlapped_mel,
+    overlapped_wave,
+)
+from model_repository.audio_resample import resample
+
 logger = logging.getLogger(__name__)
 
 # Latent normalisation of the v1 DiT's training data (music_dcae_pipeline.py).
@@ -36,23 +51,8 @@ LATENT_SCALE = 0.1786
 LATENT_SHIFT = -1.9091
 # Log-mel range the DCAE was trained on.
 MEL_MIN, MEL_MAX = -11.0, 3.0
-# The vocoder's native rate and the service's output rate.
-VOCODER_SAMPLE_RATE = 44100
-OUTPUT_SAMPLE_RATE = 48000
-# The DCAE compresses time by 8 (f8c8), the vocoder hop is 512 samples: one latent frame = 4096 samples at 44.1 kHz.
-MEL_FRAMES_PER_LATENT = 8
-HOP_LENGTH = 512
-SAMPLES_PER_LATENT = MEL_FRAMES_PER_LATENT * HOP_LENGTH
 # The checkpoint's trained length: 240 s -> int(240 * 44100 / 4096) = 2583 latent frames.
 MAX_TRAINED_SECONDS = 240
-
-# Overlapped decoding for long songs (the original's ``decode_overlap``): DCAE windows of 512 latent frames advanced by
-# 256 with a quarter window (128 latents = 1024 mel frames) trimmed at inner edges; vocoder windows of 512 mel frames
-# (262144 samples) advanced by 262144 - 2 * 1024 samples, joined with a 128-sample linear crossfade.
-DCAE_WINDOW = 512
-VOCODER_WINDOW_FRAMES = 512
-VOCODER_OVERLAP = 1024
-CROSSFADE = 128
 
 DCAE_CONFIG_KEYS = (
     "in_channels", "latent_channels", "attention_head_dim", "encoder_block_types", "decoder_block_types",
@@ -74,43 +74,6 @@ def build_autoencoder_dc(config: Mapping[str, Any]) -> Any:
     kwargs = {k: (tuple(tuple(x) if isinstance(x, list) else x for x in v) if isinstance(v, list) else v)
               for k, v in config.items() if k in DCAE_CONFIG_KEYS}
     return AutoencoderDC(**kwargs)
-
-
-# ----------------------------------------------------------------------------------------------------------------------
-# Resampling (windowed sinc, torchaudio's "sinc_interp_hann" semantics)
-
-
-@lru_cache(maxsize=8)
-def _sinc_kernel(orig: int, new: int, width_zero_crossings: int, rolloff: float) -> tuple[torch.Tensor, int]:
-    """Polyphase kernel [new, 1, 2 * width + orig] (float32) for rates already divided by their gcd."""
-    base = min(orig, new) * rolloff
-    width = math.ceil(width_zero_crossings * orig / base)
-    idx = torch.arange(-width, width + orig, dtype=torch.float64)[None, None] / orig
-    t = (torch.arange(0, -new, -1)[:, None, None] / new).to(torch.float64) + idx
-    t = (t * base).clamp(-width_zero_crossings, width_zero_crossings)
-    window = torch.cos(t * math.pi / width_zero_crossings / 2) ** 2
-    t = t * math.pi
-    kernel = torch.where(t == 0, torch.ones_like(t), torch.sin(t) / torch.where(t == 0, torch.ones_like(t), t))
-    return (kernel * window * (base / orig)).to(torch.float32), width
-
-
-def resample(
-    wave: torch.Tensor, orig_sr: int, new_sr: int, zero_crossings: int = 6, rolloff: float = 0.99
-) -> torch.Tensor:
-    """Band-limited resampling along the last axis; output length ``ceil(N * new / orig)``."""
-    if orig_sr == new_sr:
-        return wave
-    g = math.gcd(int(orig_sr), int(new_sr))
-    orig, new = int(orig_sr) // g, int(new_sr) // g
-    kernel, width = _sinc_kernel(orig, new, zero_crossings, rolloff)
-    shape = wave.shape
-    flat = wave.reshape(-1, shape[-1])
-    length = flat.shape[-1]
-    padded = F.pad(flat, (width, width + orig))
-    out = F.conv1d(padded[:, None], kernel.to(flat.dtype).to(flat.device), stride=orig)
-    out = out.transpose(1, 2).reshape(flat.shape[0], -1)
-    target = math.ceil(new * length / orig)
-    return out[..., :target].reshape(*shape[:-1], -1)
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -184,73 +147,8 @@ class MusicDCAE(nn.Module):
 
 
 # ----------------------------------------------------------------------------------------------------------------------
-# Overlapped (chunked) decoding: any length, bounded memory. Works on callables so a server can plug in its models.
-
-
-def overlapped_mel(latents: torch.Tensor, decode: Any, window: int = DCAE_WINDOW) -> torch.Tensor:
-    """Latents [1, 8, 16, L] -> log-mel [1, 2, 128, 8L] by windows of ``window`` latent frames.
-
-    ``decode`` maps a latent window [1, 8, 16, w] to its mel [1, 2, 128, 8w] (e.g. :meth:`MusicDCAE.latents_to_mel`).
-    Windows start every ``window / 2`` frames; each keeps its centre, a quarter window is trimmed at inner edges.
-    """
-    length = latents.shape[-1]
-    if length == 0:
-        raise ValueError("latents have no frames")
-    offset, hop, trim = window // 4, window // 2, window // 4 * MEL_FRAMES_PER_LATENT
-    anchors = list(range(offset, length - offset, hop)) or [offset]
-    pieces = []
-    for i, anchor in enumerate(anchors):
-        start = max(0, anchor - offset)
-        segment = latents[..., start : min(length, start + window)]
-        mel = decode(segment)
-        first, last = i == 0, i == len(anchors) - 1
-        if first and last:
-            mel = mel[..., : segment.shape[-1] * MEL_FRAMES_PER_LATENT]
-        elif first:
-            mel = mel[..., :-trim]
-        elif last:
-            mel = mel[..., trim:]
-        else:
-            mel = mel[..., trim:-trim]
-        pieces.append(mel)
-    return torch.cat(pieces, dim=-1)
-
-
-def overlapped_wave(mel: torch.Tensor, vocode: Any, window_frames: int = VOCODER_WINDOW_FRAMES,
-                    overlap: int = VOCODER_OVERLAP, crossfade: int = CROSSFADE) -> torch.Tensor:
-    """Log-mel [N, 128, M] (one channel per row) -> 44.1 kHz waveform [N, 512 M] by fixed vocoder windows.
-
-    ``vocode`` maps [N, 128, window_frames] to [N, 1, 512 * window_frames]; short windows are zero-padded to that
-    size (fixed shapes). Inner edges lose ``overlap`` samples and are joined with a linear crossfade.
-    """
-    frames = mel.shape[-1]
-    total = frames * HOP_LENGTH
-    window = window_frames * HOP_LENGTH
-    hop = window - 2 * overlap
-
-    def block(start_frame: int) -> torch.Tensor:
-        chunk = mel[..., start_frame : start_frame + window_frames]
-        if chunk.shape[-1] < window_frames:
-            chunk = F.pad(chunk, (0, window_frames - chunk.shape[-1]))
-        return vocode(chunk).reshape(mel.shape[0], -1)
-
-    out = block(0)[:, :-overlap]
-    fade_out = torch.linspace(1, 0, crossfade, dtype=out.dtype, device=out.device)
-    fade_in = torch.linspace(0, 1, crossfade, dtype=out.dtype, device=out.device)
-    pos = hop
-    while pos < total:
-        start_frame = pos // HOP_LENGTH
-        if start_frame >= frames:
-            break
-        new = block(start_frame)
-        cf = min(crossfade, out.shape[-1], new.shape[-1] - (overlap - crossfade))
-        if cf > 0:
-            mixed = out[:, -cf:] * fade_out[:cf] + new[:, overlap - cf : overlap] * fade_in[:cf]
-            out = torch.cat([out[:, :-cf], mixed], dim=-1)
-        tail = new[:, overlap:] if pos + hop >= total else new[:, overlap:-overlap]
-        out = torch.cat([out, tail], dim=-1)
-        pos += hop
-    return out[:, :total]
+# Overlapped (chunked) decoding: any length, bounded memory (``overlapped_mel``/``overlapped_wave`` work on callables,
+# see model_repository.acestep_v1_decode).
 
 
 @torch.no_grad()
