@@ -16,6 +16,7 @@ import pytest
 from export.llm import add_llm_models, config_pbtxt
 from model_repository.llm import music
 from model_repository.llm.constraints import validate_plan
+from tests.model_repository.llm.fake_openai import PLAN, FakeOpenAI
 
 pytestmark = pytest.mark.triton
 
@@ -36,9 +37,17 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     (repo / "lyricist_off" / "1").mkdir(parents=True)
     shutil.copyfile(repo / "lyricist" / "1" / "model.py", repo / "lyricist_off" / "1" / "model.py")
     (repo / "lyricist_off" / "config.pbtxt").write_text(config_pbtxt("lyricist_off", target="cpu", parameters={}))
+    # A lyricist served from an OpenAI-compatible endpoint named in its config.
+    (repo / "lyricist_api" / "1").mkdir(parents=True)
+    shutil.copyfile(repo / "lyricist" / "1" / "model.py", repo / "lyricist_api" / "1" / "model.py")
     log = tmp_path_factory.mktemp("llm-log") / "triton.log"
-    with TritonServer(repo, log_path=log, env={"TRITONE_LYRICIST_ENDPOINT": ""}) as srv:
-        yield srv
+    with FakeOpenAI() as api:
+        params = {"endpoint": api.base_url, "endpoint_model": "qwen-test", "endpoint_timeout_s": "10"}
+        config = config_pbtxt("lyricist_api", target="cpu", parameters=params)
+        (repo / "lyricist_api" / "config.pbtxt").write_text(config)
+        with TritonServer(repo, log_path=log, env={"TRITONE_LYRICIST_ENDPOINT": ""}) as srv:
+            srv.fake_api = api
+            yield srv
 
 
 def _input(payload: dict[str, Any]) -> Any:
@@ -190,3 +199,13 @@ def test_generate_stream_endpoint(server: Any) -> None:
     with httpx.stream("POST", url, json={"request": json.dumps({"theme": "sea", "vocal_gender": "robot"})}) as bad:
         text = bad.read().decode()
     assert bad.status_code == 400 and "field 'vocal_gender'" in text
+
+
+def test_lyricist_from_an_openai_compatible_endpoint(server: Any) -> None:
+    events, error = stream_one(server.grpc_url, "lyricist_api", {"theme": "sea", "language": "en", "seed": 3})
+    assert error is None
+    final = events[-1]
+    assert final["usage"]["backend"] == "endpoint" and final["plan"]["title"] == PLAN["title"]
+    assert [e for e in events[:-1] if e["stage"] == "plan"][-1]["lyrics_so_far"] == PLAN["lyrics"]
+    bodies = [r["body"] for r in server.fake_api.requests]
+    assert bodies[-1]["model"] == "qwen-test" and bodies[-1]["stream"] is True and bodies[-1]["seed"] == 3
