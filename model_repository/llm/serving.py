@@ -10,6 +10,7 @@ import json
 import logging
 import os
 import threading
+import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -36,6 +37,7 @@ ENV_API_KEY = "TRITONE_LYRICIST_API_KEY"
 ENV_TIMEOUT = "TRITONE_LYRICIST_TIMEOUT_S"
 ENV_RETRIES = "TRITONE_LYRICIST_RETRIES"
 _WORKERS = 64
+CANCEL_CHECK_S = 0.25
 
 Run = Callable[[bytes, Callable[[dict[str, Any]], None], threading.Event], None]
 
@@ -132,14 +134,19 @@ class DecoupledServer:
         pb = self.pb
         cancelled = threading.Event()
         final_sent = False
+        next_check = 0.0
 
         def emit(event: dict[str, Any]) -> None:
-            nonlocal final_sent
-            if final_sent:
+            nonlocal final_sent, next_check
+            if final_sent or cancelled.is_set():
                 return
-            if sender.is_cancelled():
-                cancelled.set()
-                return
+            # Asking the server whether the client went away is a round trip: at most every CANCEL_CHECK_S.
+            now = time.monotonic()
+            if now >= next_check:
+                next_check = now + CANCEL_CHECK_S
+                if sender.is_cancelled():
+                    cancelled.set()
+                    return
             data = np.array([json.dumps(event, ensure_ascii=False).encode("utf-8")], dtype=np.object_)
             final = event.get("type") in self.final_types
             response = pb.InferenceResponse(output_tensors=[pb.Tensor("event", data)])
