@@ -522,10 +522,17 @@ def _export(repository: Path, preset: str) -> None:
 
 @contextlib.contextmanager
 def orchestrator_process(
-    *, triton_urls: Sequence[str], data_dir: Path, api_key: str, log_path: Path, timeout_s: float = 90.0
+    *,
+    triton_urls: Sequence[str],
+    data_dir: Path,
+    api_key: str,
+    log_path: Path,
+    timeout_s: float = 90.0,
+    extra_env: dict[str, str] | None = None,
 ) -> Iterator[str]:
-    """``tritone serve --triton-url …`` in a child process on a free port, with an API key for ``demo``; yields the
-    base URL once it answers, and stops it (SIGINT, then SIGKILL) on exit."""
+    """``tritone serve --triton-url …`` in a child process on a free port, with an API key for ``demo`` (and any
+    other ``TRITONE_*`` settings in ``extra_env``); yields the base URL once ``/health`` answers, and stops it
+    (SIGINT, then SIGKILL) on exit."""
     import httpx
 
     from model_repository.server import free_port
@@ -545,7 +552,7 @@ def orchestrator_process(
     ]
     for url in triton_urls:
         argv += ["--triton-url", url]
-    env = {**os.environ, "TRITONE_API_KEYS": json.dumps({api_key: DEMO_USER})}
+    env = {**os.environ, "TRITONE_API_KEYS": json.dumps({api_key: DEMO_USER}), **(extra_env or {})}
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with log_path.open("ab") as log:
         proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
@@ -584,6 +591,9 @@ def _stop_process(proc: subprocess.Popen[bytes], wait_s: float = 20.0) -> None:
 def run_demo(args: argparse.Namespace) -> int:
     from orchestrator.song_client import ApiCallError, SongClient
 
+    if not 10 <= args.duration <= 600:
+        raise ValueError(f"--duration must be within 10..600 seconds, got {args.duration:g}")
+    _quiet_http_logs()
     started = time.monotonic()
     repository: Path = args.repository
     out: Path = args.out
@@ -594,7 +604,7 @@ def run_demo(args: argparse.Namespace) -> int:
     request = {
         "theme": args.theme,
         "language": "zh" if any("\u4e00" <= ch <= "\u9fff" for ch in args.theme) else "en",
-        "duration_hint": args.duration,
+        "duration_hint": max(args.duration, 15.0),  # the lyricist's target must be > 10 s; `duration` binds anyway
         "duration": args.duration,
         "inference_steps": args.steps,
         "audio_format": args.audio_format,

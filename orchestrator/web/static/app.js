@@ -276,7 +276,7 @@ function setProgress(progress, status) {
   bar.dataset.total = String(total);
   const stage = status === "succeeded" ? "done" : progress.stage || "lyrics";
   $("progress-stage").textContent = STAGE_TEXT[stage] || stage;
-  $("progress-count").textContent = total > 0 ? `${step} / ${total}` : "";
+  $("progress-count").textContent = total > 0 && status !== "succeeded" ? `${step} / ${total}` : "";
 }
 
 function setLyrics(text) {
