@@ -343,18 +343,29 @@ def run_serve(args: argparse.Namespace) -> int:
 
     from model_repository.server import free_port
 
+    def interrupt(signum: int, frame: types.FrameType | None) -> None:
+        raise KeyboardInterrupt
+
     port = args.port or free_port()
-    with contextlib.ExitStack() as stack:
-        urls = args.triton_urls
-        if not urls:
-            triton = stack.enter_context(_triton(args.repository, log_path=args.triton_log, models=args.models))
-            urls = [triton.grpc_url]
-        settings = _settings(triton_urls=urls, data_dir=args.data_dir)
-        app = _make_app(settings)
-        print(f"orchestrator: http://{args.host}:{port}/  (API docs /docs; Triton {', '.join(urls)})", flush=True)
-        config = uvicorn.Config(app, host=args.host, port=port, log_level=args.log_level, lifespan="on")
-        server = uvicorn.Server(config)
-        server.run()  # returns after Ctrl-C / SIGTERM (uvicorn handles both and shuts down gracefully)
+    # SIGTERM behaves like Ctrl-C: uvicorn shuts down gracefully and re-raises the signal; this handler turns it into
+    # KeyboardInterrupt so that tritonserver is stopped too (the default action would kill only this process).
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        with contextlib.ExitStack() as stack:
+            urls = args.triton_urls
+            if not urls:
+                triton = stack.enter_context(_triton(args.repository, log_path=args.triton_log, models=args.models))
+                urls = [triton.grpc_url]
+            settings = _settings(triton_urls=urls, data_dir=args.data_dir)
+            app = _make_app(settings)
+            print(f"orchestrator: http://{args.host}:{port}/  (API docs /docs; Triton {', '.join(urls)})", flush=True)
+            config = uvicorn.Config(app, host=args.host, port=port, log_level=args.log_level, lifespan="on")
+            uvicorn.Server(config).run()
+    except KeyboardInterrupt:
+        pass  # a requested stop: everything above has been shut down by now
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    print("stopped", flush=True)
     return 0
 
 
