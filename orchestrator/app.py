@@ -19,6 +19,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from orchestrator.context import AppContext
 from orchestrator.db import make_engine, make_sessionmaker
@@ -49,6 +50,24 @@ _BODY_MODELS: dict[str, type] = {
 }
 
 
+class BodyLimitMiddleware:
+    """413 before reading a body whose declared length is over the limit (plain ASGI: no per-request task)."""
+
+    def __init__(self, app: ASGIApp, *, limit: int) -> None:
+        self.app = app
+        self.limit = limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            for name, value in scope.get("headers", ()):
+                if name == b"content-length" and value.isdigit() and int(value) > self.limit:
+                    message = f"the request body is larger than the limit of {self.limit} bytes"
+                    response = JSONResponse(error_body(413, message, "body"), status_code=413)
+                    await response(scope, receive, send)
+                    return
+        await self.app(scope, receive, send)
+
+
 def _worker_id() -> str:
     return f"{socket.gethostname()[:32]}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
@@ -69,6 +88,7 @@ def create_app(settings: Settings | None = None, *, gateway: StageGateway | None
         await webhooks.start()
         bus = EventBus()
         queue_info = QueueInfo(settings, sessions)
+        await queue_info.start()
         jobs = JobService(
             settings=settings,
             sessions=sessions,
@@ -114,6 +134,7 @@ def create_app(settings: Settings | None = None, *, gateway: StageGateway | None
             if pool is not None:
                 await pool.stop()
             await webhooks.close()
+            await queue_info.stop()
             await stage_gateway.close()
             await engine.dispose()
             logger.info("orchestrator %s stopped", worker_id)
@@ -126,17 +147,7 @@ def create_app(settings: Settings | None = None, *, gateway: StageGateway | None
     )
     app.state.settings = settings
 
-    body_limit = 2 * settings.upload_max_bytes + (1 << 20)  # two uploads plus form fields
-
-    @app.middleware("http")
-    async def limit_body(request: Request, call_next):  # type: ignore[no-untyped-def]
-        length = request.headers.get("content-length")
-        if length is not None and length.isdigit() and int(length) > body_limit:
-            return JSONResponse(
-                error_body(413, f"the request body is larger than the limit of {body_limit} bytes", "body"),
-                status_code=413,
-            )
-        return await call_next(request)
+    app.add_middleware(BodyLimitMiddleware, limit=2 * settings.upload_max_bytes + (1 << 20))  # two uploads + fields
 
     @app.exception_handler(ApiError)
     async def _api_error(request: Request, exc: ApiError) -> JSONResponse:

@@ -21,5 +21,7 @@ class EventBus:
         event = self._events.get(job_id)
         if event is None:
             event = self._events[job_id] = asyncio.Event()
+        # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancellation that races with the wake-up.
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(event.wait(), timeout)
+            async with asyncio.timeout(timeout):
+                await event.wait()

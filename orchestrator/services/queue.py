@@ -31,7 +31,8 @@ _MEANS_TTL_S = 5.0
 
 
 class QueueInfo:
-    """Queue positions and eta estimates, cached briefly so that status polling stays cheap."""
+    """Queue positions and eta estimates. A background task refreshes them (positions every 0.5 s, stage times every
+    5 s), so answering a status request never waits for the queue to be re-read."""
 
     def __init__(self, settings: Settings, sessions: async_sessionmaker) -> None:
         self._settings = settings
@@ -42,28 +43,63 @@ class QueueInfo:
         self._means: dict[str, float] = {}
         self._means_at = 0.0
         self._lock = asyncio.Lock()
+        self._task: asyncio.Task[None] | None = None
+        self._dirty = asyncio.Event()
+
+    async def start(self) -> None:
+        await self._refresh_positions()
+        await self._refresh_means()
+        self._task = asyncio.create_task(self._loop(), name="queue-info")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    async def _loop(self) -> None:
+        while True:
+            # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancellation racing with the wake-up.
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(_POSITIONS_TTL_S):
+                    await self._dirty.wait()
+            await asyncio.sleep(0.05)  # coalesce bursts of submissions
+            self._dirty.clear()
+            try:
+                await self._refresh_positions()
+                if time.monotonic() - self._means_at >= _MEANS_TTL_S:
+                    await self._refresh_means()
+            except Exception:
+                logger.exception("refreshing queue positions failed")
+                await asyncio.sleep(1.0)
 
     def invalidate(self) -> None:
-        self._positions_at = 0.0
+        """The queue changed (a submission, a claim, a finish): refresh soon."""
+        self._dirty.set()
+
+    async def _refresh_positions(self) -> None:
+        async with self._lock:
+            async with self._sessions() as session:
+                order = await store.fair_queue(session=session)
+                counts = await store.count_by_status(session=session)
+            self._positions = {entry.public_id: i + 1 for i, entry in enumerate(order)}
+            self._running = counts.get("running", 0)
+            self._positions_at = time.monotonic()
+
+    async def _refresh_means(self) -> None:
+        async with self._sessions() as session:
+            self._means = await store.stage_time_means(session=session)
+        self._means_at = time.monotonic()
 
     async def positions(self) -> dict[str, int]:
-        if time.monotonic() - self._positions_at < _POSITIONS_TTL_S:
-            return self._positions
-        async with self._lock:
-            if time.monotonic() - self._positions_at >= _POSITIONS_TTL_S:
-                async with self._sessions() as session:
-                    order = await store.fair_queue(session=session)
-                    counts = await store.count_by_status(session=session)
-                self._positions = {entry.public_id: i + 1 for i, entry in enumerate(order)}
-                self._running = counts.get("running", 0)
-                self._positions_at = time.monotonic()
+        if self._task is None and time.monotonic() - self._positions_at >= _POSITIONS_TTL_S:
+            await self._refresh_positions()  # not started (tools and tests that use it directly)
         return self._positions
 
     async def stage_means(self) -> dict[str, float]:
-        if time.monotonic() - self._means_at >= _MEANS_TTL_S:
-            async with self._sessions() as session:
-                self._means = await store.stage_time_means(session=session)
-            self._means_at = time.monotonic()
+        if self._task is None and time.monotonic() - self._means_at >= _MEANS_TTL_S:
+            await self._refresh_means()
         return self._means
 
     async def job_seconds(self, kind: str = "song") -> float:
@@ -74,7 +110,9 @@ class QueueInfo:
         return sum(means.get(s, guess) for s in stages)
 
     async def position(self, public_id: str) -> int:
-        return (await self.positions()).get(public_id, 0)
+        """1-based place of a queued job; one submitted since the last refresh counts as last in line."""
+        positions = await self.positions()
+        return positions.get(public_id) or len(positions) + 1
 
     async def eta(self, job: Job, position: int) -> float | None:
         """Seconds until the job should be done: queued → waves of ``concurrency`` jobs ahead of it, plus its own
@@ -176,7 +214,8 @@ class WorkerPool:
             if job is None:
                 self._wake.clear()
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), self._settings.claim_poll_s)
+                    async with asyncio.timeout(self._settings.claim_poll_s):
+                        await self._wake.wait()
                 continue
             self._on_change()
             logger.info("worker %s slot %d: job %s (attempt %d)", self.worker_id, slot, job.public_id, job.attempts)

@@ -71,7 +71,9 @@ async def test_users_see_only_their_jobs_and_files(tmp_path) -> None:
         alice, bob = await login(client, "alice"), await login(client, "bob")
         intent = (
             await client.post(
-                "/v1/song/create", json={"theme": "mine", "duration": 10, "inference_steps": 1}, headers=alice
+                "/v1/song/create",
+                json={"theme": "mine", "duration": 10, "inference_steps": 1, "generate_cover": False},
+                headers=alice,
             )
         ).json()["data"]["intent_id"]
         done = await wait_song(client, alice, intent, ("succeeded",))

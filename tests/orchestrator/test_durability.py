@@ -26,14 +26,18 @@ async def test_graceful_restart_resumes_and_keeps_finished_jobs(tmp_path, db_url
         headers = await login(client)
         finished = (
             await client.post(
-                "/v1/song/create", json={"theme": "kept", "duration": 10, "inference_steps": 1}, headers=headers
+                "/v1/song/create",
+                json={"theme": "kept", "duration": 10, "inference_steps": 1, "generate_cover": False},
+                headers=headers,
             )
         ).json()["data"]["intent_id"]
         done_before = await wait_song(client, headers, finished, ("succeeded",))
         first.gate("sampler")
         interrupted = (
             await client.post(
-                "/v1/song/create", json={"theme": "resumed", "duration": 10, "inference_steps": 4}, headers=headers
+                "/v1/song/create",
+                json={"theme": "resumed", "duration": 10, "inference_steps": 4, "generate_cover": False},
+                headers=headers,
             )
         ).json()["data"]["intent_id"]
         await asyncio.wait_for(first.entered["sampler"].wait(), 10)
@@ -112,7 +116,9 @@ async def test_crashed_worker_job_is_taken_over_after_lease(tmp_path, db_url) ->
             headers = await login(client)
             intent = (
                 await client.post(
-                    "/v1/song/create", json={"theme": "crash", "duration": 10, "inference_steps": 40}, headers=headers
+                    "/v1/song/create",
+                    json={"theme": "crash", "duration": 10, "inference_steps": 40, "generate_cover": False},
+                    headers=headers,
                 )
             ).json()["data"]["intent_id"]
 

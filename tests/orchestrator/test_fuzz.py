@@ -21,7 +21,7 @@ from tests.orchestrator.support import make_settings
 schemathesis = pytest.importorskip("schemathesis", reason="schemathesis is in the dev extras: pip install -e '.[dev]'")
 hypothesis = pytest.importorskip("hypothesis")
 
-BUDGET_S = 60.0
+BUDGET_S = 40.0
 EXAMPLES_PER_OPERATION = 40
 STATUS: list[tuple[str, str, str, int]] = []  # (method, path, mode, status) of every call, for debugging
 

@@ -141,7 +141,9 @@ async def test_sse_stream_carries_lyrics_progress_status_and_done(tmp_path) -> N
     async with running_app(make_settings(tmp_path), double) as (_, client):
         headers = await login(client)
         r = await client.post(
-            "/v1/song/create", json={"theme": "sea", "duration": 10, "inference_steps": 5}, headers=headers
+            "/v1/song/create",
+            json={"theme": "sea", "duration": 10, "inference_steps": 5, "generate_cover": False},
+            headers=headers,
         )
         intent = r.json()["data"]["intent_id"]
         token = headers["Authorization"].split()[1]

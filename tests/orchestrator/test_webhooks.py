@@ -57,7 +57,13 @@ async def test_webhooks_signed_in_order_and_retried(tmp_path) -> None:
             r = await client.post(
                 "/v1/song/create",
                 headers=headers,
-                json={"theme": "hooks", "duration": 10, "inference_steps": 1, "callback_url": receiver.url},
+                json={
+                    "theme": "hooks",
+                    "duration": 10,
+                    "inference_steps": 1,
+                    "callback_url": receiver.url,
+                    "generate_cover": False,
+                },
             )
             intent = r.json()["data"]["intent_id"]
             await wait_song(client, headers, intent, ("succeeded",))
