@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import queue
 import shutil
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -209,3 +210,19 @@ def test_lyricist_from_an_openai_compatible_endpoint(server: Any) -> None:
     assert [e for e in events[:-1] if e["stage"] == "plan"][-1]["lyrics_so_far"] == PLAN["lyrics"]
     bodies = [r["body"] for r in server.fake_api.requests]
     assert bodies[-1]["model"] == "qwen-test" and bodies[-1]["stream"] is True and bodies[-1]["seed"] == 3
+
+
+def test_cancelled_request_leaves_the_batch(server: Any) -> None:
+    client = grpcclient.InferenceServerClient(server.grpc_url)
+    results: queue.Queue[tuple[Any, Any]] = queue.Queue()
+    client.start_stream(callback=lambda result, error: results.put((result, error)))
+    long_job = {"mode": "thinking", "bpm": 90, "key_scale": "C major", "time_signature": 4, "duration": 600}
+    client.async_stream_infer("lm", [_input(long_job)], request_id="long")
+    result, error = results.get(timeout=60)  # the first codes arrive: the job is in the batch
+    assert error is None and json.loads(result.as_numpy("event")[0])["stage"] == "codes"
+    client.stop_stream(cancel_requests=True)
+    client.close()
+    time.sleep(1.0)  # the model notices within CANCEL_CHECK_S and drops the job's rows
+    events, error = stream_one(server.grpc_url, "lm", {**long_job, "duration": 10})
+    assert error is None
+    assert events[-1]["usage"]["phases"]["codes"]["batch_rows_max"] == 2  # alone: the 3000-code job is gone
