@@ -157,6 +157,21 @@ def _drop_none(values: Mapping[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in values.items() if v is not None}
 
 
+def _normal_meta(meta: Mapping[str, Any]) -> dict[str, Any]:
+    """One spelling for the metadata whichever model wrote it: bpm int, key_scale str, time_signature str ("4"),
+    duration float (the sampler's request types)."""
+    out: dict[str, Any] = {}
+    bpm = meta.get("bpm")
+    out["bpm"] = None if bpm in (None, "") else int(round(float(bpm)))
+    key = meta.get("key_scale")
+    out["key_scale"] = None if key in (None, "") else str(key)
+    ts = meta.get("time_signature")
+    out["time_signature"] = None if ts in (None, "") else str(ts).split("/")[0].strip()
+    duration = meta.get("duration")
+    out["duration"] = None if duration in (None, "") else float(duration)
+    return out
+
+
 def _clamp_duration(value: Any) -> float:
     # The sampler accepts 10..600 s (the page's range); an LM suggestion outside it is pulled back in.
     return float(min(600.0, max(10.0, float(value))))
@@ -495,6 +510,7 @@ class JobService:
                 temperature=p["temperature"],
             )
             meta = {k: meta[k] if meta[k] is not None else filled.get(k) for k in meta}
+        meta = _normal_meta(meta)
         meta["duration"] = _clamp_duration(meta["duration"])
         lyrics = str(plan.get("lyrics", ""))
         sung = {"sing": lyrics, "instrumental_from_lyrics": structure_only(lyrics)}.get(
@@ -519,8 +535,8 @@ class JobService:
     ) -> dict[str, Any]:
         request = {
             "mode": mode,
-            "caption": caption,
-            "lyrics": lyrics,
+            "caption": caption[:2000],  # the lm's limits (a long plan caption is cut, not refused)
+            "lyrics": lyrics[:10000],
             "bpm": known.get("bpm"),
             "key_scale": known.get("key_scale"),
             "time_signature": known.get("time_signature"),
@@ -619,6 +635,7 @@ class JobService:
             if mode == "thinking":
                 codes = filled.get("audio_codes") or None
             run.state["lm_metas"] = {k: v for k, v in filled.items() if k != "audio_codes"}
+        meta = _normal_meta(meta)
         meta["duration"] = _clamp_duration(meta.get("duration") or 30.0)
         run.state["meta"] = meta
         run.state["caption"] = caption
