@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 import urllib.request
 from pathlib import Path
 
@@ -234,7 +235,11 @@ def test_repository_api_loads_versions_added_at_runtime(repo: Path) -> None:
         }
         server.load(MODEL, config=json.dumps(override))
         np.testing.assert_array_equal(_infer(server.http_url, np.zeros((1, 2), np.float32)), [[1, 1]])
-        assert int(server.model_statistics(MODEL, "1")["model_stats"][0]["inference_count"]) >= 1
+        # Statistics are recorded after the response is sent: give a loaded machine a moment.
+        deadline = time.monotonic() + 10
+        while int(server.model_statistics(MODEL, "1")["model_stats"][0]["inference_count"]) < 1:
+            assert time.monotonic() < deadline, "version 1 never counted the inference it answered"
+            time.sleep(0.1)
         states = {(e["name"], e.get("version")): e.get("state") for e in server.repository_index()}
         assert states[(MODEL, "1")] == "READY"
 
