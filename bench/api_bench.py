@@ -6,6 +6,8 @@ process, settings from ``TRITONE_*`` — with ``triton_concurrency=0`` (an API-o
 queued and every status answer computes a real queue position and eta. The load generator is this process (aiohttp),
 on the same machine.
 
+Every POST in the bench is followed (untimed) by a cancel of the job it made, so the queue stays at its 200 jobs.
+
 Two load shapes per client count:
 - ``paced``: every client polls at the page's advertised interval (``poll_interval_sec``, 5 s) with a random phase,
   as the web page and the documented clients do;
@@ -65,7 +67,7 @@ def start_server(data_dir: Path, database_url: str | None, workers: int) -> tupl
         **os.environ,
         "TRITONE_DATA_DIR": str(data_dir),
         "TRITONE_TRITON_CONCURRENCY": "0",
-        "TRITONE_QUEUE_MAX": "1000000",
+        "TRITONE_QUEUE_MAX": "100000",  # room for the POSTs in flight above the 200 queued
         "TRITONE_JWT_SECRET": "bench-secret-" + "x" * 32,
         "TRITONE_USERS": json.dumps({f"user{i}": hash_password("pw", iterations=1000) for i in range(8)}),
     }
@@ -148,9 +150,14 @@ async def run_load(
                     else:
                         headers = users[client % len(users)]
                         async with session.post(f"{base}/v1/song/create", json=SONG, headers=headers) as r:
-                            await r.read()
+                            body = await r.json()
                             status = r.status
                     elapsed = time.perf_counter() - started
+                    if kind == "post" and status == 200:
+                        # Keep the queue at its 200 jobs: take the new one back out (not timed).
+                        cancel = {"intent_id": body["data"]["intent_id"]}
+                        async with session.post(f"{base}/v1/song/cancel", json=cancel, headers=headers) as r:
+                            await r.read()
                     if status == 200:
                         latencies.append(elapsed)
                     else:

@@ -27,6 +27,7 @@ logger = logging.getLogger(__name__)
 # Stages each kind of job runs (for eta): a song always writes lyrics, an ACE-Step job rarely does.
 _KIND_STAGES = {"song": ("lyrics", "metadata", "audio", "post"), "music": ("metadata", "audio", "post")}
 _POSITIONS_TTL_S = 0.5
+_MIN_REFRESH_S = 0.25
 _MEANS_TTL_S = 5.0
 
 
@@ -64,7 +65,8 @@ class QueueInfo:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(_POSITIONS_TTL_S):
                     await self._dirty.wait()
-            await asyncio.sleep(0.05)  # coalesce bursts of submissions
+            # Coalesce bursts (a busy API changes the queue many times a second): at most ~4 refreshes per second.
+            await asyncio.sleep(_MIN_REFRESH_S)
             self._dirty.clear()
             try:
                 await self._refresh_positions()
