@@ -338,7 +338,9 @@ class JobService:
         except (ModelError, TritonUnavailableError, StageFailedError) as exc:
             await self._fail(run, f"{run.stage or 'job'}: {_text(exc)}")
         except TimeoutError:
-            await self._fail(run, f"{run.stage}: timed out after {self._stage_timeout(run.stage):.0f} s")
+            limit = self._stage_timeout(run.stage)
+            setting = f"TRITONE_{(run.stage or 'stage').upper()}_TIMEOUT_S"
+            await self._fail(run, f"{run.stage}: timed out after {limit:g} s (raise {setting} if this is expected)")
         except Exception as exc:
             logger.exception("job %s: stage %s crashed", job.public_id, run.stage)
             await self._fail(run, f"{run.stage or 'job'}: internal error: {type(exc).__name__}: {exc}")

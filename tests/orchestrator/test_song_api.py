@@ -220,3 +220,14 @@ async def test_lyricist_disabled_is_503_and_model_errors_fail_the_job(tmp_path) 
         ]
         failed = await wait_song(client, headers, intent, ("failed",))
         assert failed["error"].startswith("lyrics: lyricist: not configured") and "lyricist_dir" in failed["error"]
+
+
+async def test_stage_timeout_fails_the_job_naming_the_stage(tmp_path) -> None:
+    double = StageRunnerDouble()
+    double.gate("sampler")  # never opened: the audio stage hangs
+    async with running_app(make_settings(tmp_path, audio_timeout_s=0.5), double) as (_, client):
+        headers = await login(client)
+        r = await client.post("/v1/song/create", json={"theme": "slow", "duration": 10}, headers=headers)
+        failed = await wait_song(client, headers, r.json()["data"]["intent_id"], ("failed",))
+        assert failed["error"] == "audio: timed out after 0.5 s (raise TRITONE_AUDIO_TIMEOUT_S if this is expected)"
+        assert failed["lyrics"]  # the finished stage's output stays
