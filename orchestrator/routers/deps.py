@@ -10,8 +10,8 @@ from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBea
 from orchestrator.context import AppContext
 from orchestrator.errors import ApiError
 
-_bearer = HTTPBearer(auto_error=False, description="a token from POST /auth/login")
-_api_key = APIKeyHeader(name="X-API-Key", auto_error=False, description="an API key from TRITONE_API_KEYS")
+bearer_scheme = HTTPBearer(auto_error=False, description="a token from POST /auth/login")
+api_key_scheme = APIKeyHeader(name="X-API-Key", auto_error=False, description="an API key from TRITONE_API_KEYS")
 
 
 def get_ctx(request: Request) -> AppContext:
@@ -22,7 +22,7 @@ def get_ctx(request: Request) -> AppContext:
 Ctx = Annotated[AppContext, Depends(get_ctx)]
 
 
-def _identify(
+def identify(
     ctx: AppContext, bearer: HTTPAuthorizationCredentials | None, api_key: str | None, access_token: str | None = None
 ) -> str:
     if api_key:
@@ -40,21 +40,21 @@ def _identify(
 
 def current_user(
     ctx: Ctx,
-    bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
-    api_key: Annotated[str | None, Depends(_api_key)],
+    bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer_scheme)],
+    api_key: Annotated[str | None, Depends(api_key_scheme)],
 ) -> str:
-    return _identify(ctx, bearer, api_key)
+    return identify(ctx, bearer, api_key)
 
 
 def current_user_or_query_token(
     ctx: Ctx,
-    bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
-    api_key: Annotated[str | None, Depends(_api_key)],
+    bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer_scheme)],
+    api_key: Annotated[str | None, Depends(api_key_scheme)],
     access_token: Annotated[
         str | None, Query(max_length=4096, description="for EventSource and <audio src>, which cannot send headers")
     ] = None,
 ) -> str:
-    return _identify(ctx, bearer, api_key, access_token)
+    return identify(ctx, bearer, api_key, access_token)
 
 
 User = Annotated[str, Depends(current_user)]

@@ -16,7 +16,7 @@ from fastapi.security import HTTPAuthorizationCredentials
 
 from orchestrator import store
 from orchestrator.errors import ApiError
-from orchestrator.routers.deps import Ctx, _api_key, _bearer, _identify
+from orchestrator.routers.deps import Ctx, api_key_scheme, bearer_scheme, identify
 from orchestrator.services.jobs import job_dir
 
 router = APIRouter(tags=["files"])
@@ -45,7 +45,7 @@ async def _serve(
             raise ApiError(403, "a signed link needs both 'expires' and 'sig'", field="sig")
         ctx.auth.check_signature(path_key, expires, sig)
     else:
-        owner = _identify(ctx, bearer, api_key, access_token)
+        owner = identify(ctx, bearer, api_key, access_token)
     async with ctx.sessions() as session:
         job = await store.get_job(session=session, public_id=job_id, owner=owner)
     result = (job.result or {}) if job is not None else {}
@@ -62,8 +62,8 @@ async def _serve(
 Expires = Annotated[int | None, Query(ge=0, le=2**40, description="signed link expiry (unix seconds)")]
 Sig = Annotated[str | None, Query(max_length=128, description="signed link signature")]
 AccessToken = Annotated[str | None, Query(max_length=4096)]
-Bearer = Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
-ApiKey = Annotated[str | None, Depends(_api_key)]
+Bearer = Annotated[HTTPAuthorizationCredentials | None, Depends(bearer_scheme)]
+ApiKey = Annotated[str | None, Depends(api_key_scheme)]
 
 
 @router.get("/v1/files/{job_id}/{name}", response_class=FileResponse, responses={403: {}, 404: {}})
