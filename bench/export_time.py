@@ -12,6 +12,7 @@ from pathlib import Path
 
 from bench.stack import machine
 from export.acestep15.checkpoint import load_pipeline, read_dims
+from export.acestep15.networks import build_contracts, wrappers
 from export.acestep15.presets import build_tiny
 from export.repository import NETWORKS, export_networks
 
@@ -28,7 +29,14 @@ def main() -> None:
         for jobs in (1, 2):
             t0 = time.perf_counter()
             rows[jobs] = export_networks(
-                pipe=pipe, dims=dims, repo=root / f"repo{jobs}", work=root / "work", version=1, target="cpu", jobs=jobs
+                contracts=build_contracts(dims),
+                factories=wrappers(pipe),
+                networks=NETWORKS,
+                repo=root / f"repo{jobs}",
+                work=root / "work",
+                version=1,
+                target="cpu",
+                jobs=jobs,
             )
             rows[jobs]["total"] = time.perf_counter() - t0
     print(f"build + load tiny preset: {build:.1f} s")

@@ -1,6 +1,6 @@
 """Export wrappers and tensor contracts for the ACE-Step v1 (DCAE family) networks.
 
-Five networks, named ``v1_*`` so they sit beside the 1.5 family in one model repository:
+Six networks, named ``v1_*`` so they sit beside the 1.5 family in one model repository:
 
 * ``v1_text_encoder``: UMT5 over the caption tokens (mask included). An ``erg`` flag per row weakens the queries of
   the configured blocks (x0.01), which is how the original builds its "weakened tag" unconditional text.
@@ -12,6 +12,8 @@ Five networks, named ``v1_*`` so they sit beside the 1.5 family in one model rep
 * ``v1_dcae_decoder``: latents -> stereo log-mel (the normalisations folded in). Its EfficientViT stage attends
   globally, so songs are decoded one per row at their own length (or in equal overlapped windows).
 * ``v1_vocoder``: one log-mel channel -> 44.1 kHz mono (weight norm folded); resampling to 48 kHz happens after.
+* ``v1_dcae_encoder``: 44.1 kHz stereo -> normalised latents (log-mel + DCAE encoder): the source of repaint/extend.
+  The sampler resamples 48 -> 44.1 kHz and pads to whole latent frames (4096 samples) first.
 
 Lengths: the checkpoint was trained on up to 240 s = int(240 * 44100 / 4096) = 2583 latent frames; the frame
 buckets end at 2584. Longer songs are decoded in overlapped windows by the sampler.
@@ -30,7 +32,16 @@ from typing import Any
 import torch
 from torch import nn
 
-from export.acestep_v1.dcae import HOP_LENGTH, MEL_FRAMES_PER_LATENT, MusicDCAE
+from export.acestep_v1.dcae import (
+    HOP_LENGTH,
+    LATENT_SCALE,
+    LATENT_SHIFT,
+    MEL_FRAMES_PER_LATENT,
+    MEL_MAX,
+    MEL_MIN,
+    SAMPLES_PER_LATENT,
+    MusicDCAE,
+)
 from export.acestep_v1.transformer import ERG_QUERY_SCALE, ACEStepV1Transformer
 from export.acestep_v1.vocoder import MusicVocoder, fold_weight_norm
 from export.contracts import Axis, NetworkContract, TensorSpec
@@ -43,7 +54,11 @@ MAX_FRAMES = FRAME_BUCKETS[-1]  # 2584 >= 2583, the trained maximum
 TEXT_BUCKETS = (32, 64, 128, 256)  # UMT5 captions are truncated at 256 tokens
 LYRIC_BUCKETS = (64, 128, 256, 512, 1024, 2048, 4096)
 ENCODER_MAX = 1 + TEXT_BUCKETS[-1] + LYRIC_BUCKETS[-1]
-NETWORKS = ("v1_text_encoder", "v1_condition_encoder", "v1_dit", "v1_dcae_decoder", "v1_vocoder")
+# Cross-attention memory lengths (1 speaker + text + lyric tokens) the sampler pads to, so that songs share v1_dit
+# batches. Not declared on the Axis: TensorRT profiles split bucketed axes in step, and a song's memory length does not
+# grow with its frame count.
+ENCODER_BUCKETS = (64, 128, 256, 512, 1024, 2048, ENCODER_MAX)
+NETWORKS = ("v1_text_encoder", "v1_condition_encoder", "v1_dit", "v1_dcae_decoder", "v1_vocoder", "v1_dcae_encoder")
 
 
 def _erg_scale(erg: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
@@ -135,6 +150,21 @@ class DcaeDecoderNet(nn.Module):
 
     def forward(self, latents: torch.Tensor) -> torch.Tensor:
         return self.music.latents_to_mel(latents)
+
+
+class DcaeEncoderNet(nn.Module):
+    """44.1 kHz stereo [B, 2, 4096 W] -> normalised latents [B, 8, 16, W] (``MusicDCAE.encode`` after resampling)."""
+
+    def __init__(self, music_dcae: MusicDCAE) -> None:
+        super().__init__()
+        self.music = music_dcae
+
+    def forward(self, audio: torch.Tensor) -> torch.Tensor:
+        b, c, n = audio.shape
+        mel = self.music.vocoder.encode(audio.reshape(b * c, n))
+        mel = mel.reshape(b, c, mel.shape[1], mel.shape[2])
+        mel = ((mel - MEL_MIN) / (MEL_MAX - MEL_MIN) - 0.5) / 0.5
+        return (self.music.dcae.encoder(mel) - LATENT_SHIFT) * LATENT_SCALE
 
 
 class VocoderNet(nn.Module):
@@ -241,8 +271,12 @@ def build_contracts(dims: V1Dims, *, max_batch_size: int = 8) -> dict[str, Netwo
             # Guided steps send conditional and unconditional rows together.
             max_batch_size=2 * max_batch_size,
             precision="bf16",
-            preferred_batch_sizes=(4, 8, 16),
-            max_queue_delay_us=5000,
+            # As 1.5's dit: no preferred sizes, so the batcher fills a batch up to the delay instead of dispatching
+            # the first rows that arrive while other songs' steps are a millisecond behind. The window must outlast
+            # one batch's execution (20-40 ms for the tiny DiT on 2 CPU cores), or two groups of songs alternate on
+            # the instance and never merge: mean batch 3.4 at 10 ms, 6.4-7.1 at 25 ms (docs/acestep-v1.md).
+            preferred_batch_sizes=(),
+            max_queue_delay_us=25_000,
         ),
         NetworkContract(
             name="v1_dcae_decoder",
@@ -268,6 +302,21 @@ def build_contracts(dims: V1Dims, *, max_batch_size: int = 8) -> dict[str, Netwo
             preferred_batch_sizes=(2, 4),
             max_queue_delay_us=1000,
         ),
+        NetworkContract(
+            name="v1_dcae_encoder",
+            description="log-mel + music DCAE encoder: 44.1 kHz stereo -> normalised latents (fp32)",
+            inputs=(TensorSpec("audio", "float32", (b, 2, "audio_samples")),),
+            outputs=(TensorSpec("latents", "float32", (b, c, h, "latent_frames")),),
+            axes=(
+                Axis("audio_samples", SAMPLES_PER_LATENT, 646 * SAMPLES_PER_LATENT, MAX_FRAMES * SAMPLES_PER_LATENT),
+                Axis("latent_frames", 1, 646, MAX_FRAMES),
+            ),
+            # One source song per row at its own length, as the decoder.
+            max_batch_size=2,
+            precision="fp32",
+            preferred_batch_sizes=(1, 2),
+            max_queue_delay_us=1000,
+        ),
     ]
     return {contract.name: contract for contract in contracts}
 
@@ -281,12 +330,13 @@ def wrappers(transformer: ACEStepV1Transformer, text_encoder: Any,
         "v1_dit": lambda: MaskedDiTNet(transformer).eval(),
         "v1_dcae_decoder": lambda: DcaeDecoderNet(music_dcae).eval(),
         "v1_vocoder": lambda: VocoderNet(music_dcae.vocoder).eval(),
+        "v1_dcae_encoder": lambda: DcaeEncoderNet(music_dcae).eval(),
     }
 
 
 # Sizes of the example inputs the exporter traces with (the axes stay dynamic).
 TRACE_SIZES = {"batch": 2, "text": 12, "lyric": 20, "encoder": 33, "frames": 24, "mel_frames": 64,
-               "samples": 64 * HOP_LENGTH}
+               "samples": 64 * HOP_LENGTH, "audio_samples": 24 * SAMPLES_PER_LATENT, "latent_frames": 24}
 
 
 def load_for_export(root: str | Path) -> tuple[dict[str, NetworkContract], dict[str, Callable[[], nn.Module]]]:

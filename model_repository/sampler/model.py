@@ -1,9 +1,12 @@
 """Triton Python-backend model ``sampler``: one song request in, a stream of progress events and then the audio out.
 
 Decoupled: ``execute`` validates each request, hands it to a worker thread and returns at once, so many songs run
-concurrently. Each song calls ``text_encoder``/``condition_encoder``/``dit``/``vae_decoder`` … through BLS; Triton's
-dynamic batcher on those models is where songs share forward passes. All logic lives in
-:mod:`model_repository.acestep15_runner`; this file only translates tensors and responses.
+concurrently. The request's ``family`` picks the runner: ACE-Step 1.5 (:mod:`model_repository.acestep15_runner`,
+``text_encoder``/``condition_encoder``/``dit``/``vae_decoder`` …) or ACE-Step v1
+(:mod:`model_repository.acestep_v1_runner`, the ``v1_*`` networks), both calling their networks through BLS; Triton's
+dynamic batcher on those models is where songs share forward passes. ``{"describe": true}`` is answered with one
+``done`` event listing the families and version sets (:mod:`model_repository.sampler_families`). This file only
+translates tensors and responses.
 """
 
 from __future__ import annotations
@@ -17,8 +20,9 @@ from typing import Any
 import numpy as np
 import triton_python_backend_utils as pb_utils
 
-from model_repository.acestep15_runner import Assets, Cancelled, SongRunner
-from model_repository.sampler_request import RequestError, parse_request
+from model_repository.acestep15_runner import Cancelled
+from model_repository.sampler_families import SamplerFamilies
+from model_repository.sampler_request import RequestError
 
 logger = logging.getLogger(__name__)
 FINAL = pb_utils.TRITONSERVER_RESPONSE_COMPLETE_FINAL
@@ -45,8 +49,7 @@ class TritonPythonModel:
     def initialize(self, args: dict[str, str]) -> None:
         config = json.loads(args["model_config"])
         params = {k: v["string_value"] for k, v in config.get("parameters", {}).items()}
-        assets = Assets(Path(args["model_repository"]) / args["model_version"] / "assets")
-        self.runner = SongRunner(assets, _bls)
+        self.families = SamplerFamilies(Path(args["model_repository"]) / args["model_version"] / "assets", _bls)
         self.pool = ThreadPoolExecutor(max_workers=int(params.get("max_concurrent_songs", "64")))
 
     def execute(self, requests: list[Any]) -> None:
@@ -63,18 +66,23 @@ class TritonPythonModel:
                             f"sampler: input '{name}' must be 48 kHz stereo [2, samples], got {audio.shape}"
                         )
                 raw = pb_utils.get_input_tensor_by_name(request, "request").as_numpy().reshape(-1)[0]
-                parsed = parse_request(
-                    raw, codebook_size=self.runner.assets.codebook_size, has_src_audio=src_audio is not None
+                parsed = self.families.parse(
+                    raw, has_src_audio=src_audio is not None, has_reference_audio=ref_audio is not None
                 )
             except (RequestError, AttributeError) as exc:
                 sender.send(pb_utils.InferenceResponse(error=pb_utils.TritonError(str(exc))), flags=FINAL)
+                continue
+            if parsed.describe:
+                event = {"type": "done"} | self.families.describe()
+                sender.send(pb_utils.InferenceResponse(output_tensors=[_event(event)]), flags=FINAL)
                 continue
             self.pool.submit(self._song, request, sender, parsed, src_audio, ref_audio)
         return None
 
     def _song(self, request: Any, sender: Any, parsed: Any, src_audio: Any, ref_audio: Any) -> None:
         try:
-            audio, seeds, info = self.runner.run(
+            runner = self.families.runner(parsed)
+            audio, seeds, info = runner.run(
                 parsed,
                 src_audio=src_audio,
                 reference_audio=ref_audio,
@@ -84,7 +92,7 @@ class TritonPythonModel:
             done = {
                 "type": "done",
                 "seeds": seeds,
-                "sample_rate": int(self.runner.assets.dims["sample_rate"]),
+                "sample_rate": self.families.sample_rate(parsed.family),
                 "num_samples": int(audio.shape[-1]),
             } | info
             outputs = [_event(done), pb_utils.Tensor("audio", audio.astype(np.float32))]

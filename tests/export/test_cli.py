@@ -5,6 +5,7 @@ import sys
 
 from export.acestep15.checkpoint import read_dims
 from export.acestep15.networks import build_contracts
+from export.acestep_v1.networks import NETWORKS as V1_NETWORKS
 from export.repository import NETWORKS
 
 
@@ -21,6 +22,8 @@ def test_rerun_skips_finished_artifacts(tiny_repository, tiny_work):
     for name in NETWORKS:
         assert f"{name} v1: onnx exists, skipped" in done.stdout
     assert "dit v2: onnx exists, skipped" in done.stdout  # the SFT DiT
+    for name in V1_NETWORKS:
+        assert f"{name} v1: onnx exists, skipped" in done.stdout
     assert "onnx exported" not in done.stdout and "exporting ONNX" not in done.stdout
     assert {p: p.stat().st_mtime_ns for p in tiny_repository.rglob("model.onnx")} == before
 

@@ -1,4 +1,4 @@
-"""v1 export wrappers and contracts: padding invariance and ERG batching in torch, then ONNX export of all five
+"""v1 export wrappers and contracts: padding invariance and ERG batching in torch, then ONNX export of all six
 networks (torch's dynamo exporter, the shared ``export.onnx_export`` helpers) with ONNX Runtime parity <= 1e-4 at
 two lengths."""
 
@@ -22,8 +22,10 @@ from export.onnx_export import check_parity, export_onnx, onnx_session
 
 PARITY = 1e-4
 SIZES = (
-    {"batch": 1, "text": 7, "lyric": 9, "encoder": 17, "frames": 11, "mel_frames": 40, "samples": 40 * 512},
-    {"batch": 3, "text": 30, "lyric": 50, "encoder": 81, "frames": 40, "mel_frames": 96, "samples": 96 * 512},
+    {"batch": 1, "text": 7, "lyric": 9, "encoder": 17, "frames": 11, "mel_frames": 40, "samples": 40 * 512,
+     "audio_samples": 11 * 4096},
+    {"batch": 3, "text": 30, "lyric": 50, "encoder": 81, "frames": 40, "mel_frames": 96, "samples": 96 * 512,
+     "audio_samples": 40 * 4096},
 )
 
 
@@ -94,6 +96,19 @@ def test_text_encoder_erg_rows(exported):
     weak = net(ids[:1], mask[:1], torch.tensor([[1]]))
     assert torch.allclose(out[:1], plain, atol=1e-6) and torch.allclose(out[1:], weak, atol=1e-6)
     assert (plain - weak).abs().max() > 1e-4
+
+
+@torch.no_grad()
+def test_dcae_encoder_net_is_music_dcae_encode(exported, tiny_preset):
+    from export.acestep_v1.checkpoint import load_music_dcae
+    from export.acestep_v1.dcae import VOCODER_SAMPLE_RATE
+
+    _, factories = exported
+    wave = 0.3 * torch.randn(1, 2, 9 * 4096, generator=torch.Generator().manual_seed(4))
+    expected, _ = load_music_dcae(tiny_preset).encode(wave, sample_rate=VOCODER_SAMPLE_RATE)
+    got = factories["v1_dcae_encoder"]()(wave)
+    assert got.shape == expected.shape == (1, 8, 16, 9)
+    assert (got - expected).abs().max().item() <= 1e-5 * expected.abs().max().item()
 
 
 @pytest.mark.slow
