@@ -6,8 +6,9 @@ from __future__ import annotations
 import json
 import platform
 import subprocess
-import sys
 from pathlib import Path
+
+from export.cli import tiny_export_argv
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_REPOSITORY = ROOT / "build" / "bench-repository"
@@ -15,20 +16,7 @@ DEFAULT_REPOSITORY = ROOT / "build" / "bench-repository"
 
 def tiny_repository(path: Path = DEFAULT_REPOSITORY, *, skip_llm: bool = True) -> Path:
     """Export the tiny preset once (re-runs skip finished artifacts)."""
-    cmd = [
-        sys.executable,
-        "-m",
-        "orchestrator.cli",
-        "export",
-        "--preset",
-        "tiny",
-        "--target",
-        "cpu",
-        "--out",
-        str(path),
-    ]
-    if skip_llm:
-        cmd.append("--skip-llm")
+    cmd = tiny_export_argv(path, skip_llm=skip_llm)
     subprocess.run(cmd, check=True, cwd=ROOT, stdout=subprocess.DEVNULL)
     return path
 

@@ -212,3 +212,27 @@ def _export_llm(repo: Path, args: argparse.Namespace, preset: str | None) -> Non
         target=args.target,
     )
     print(f"LLM models written: {', '.join(names) or 'none'}", flush=True)
+
+
+def tiny_export_argv(out: Path, *, work: Path | None = None, skip_llm: bool = False) -> list[str]:
+    """The `tritone export --preset tiny --target cpu` command line (as argv, this interpreter) that tests, benches
+    and the demo run to get a complete tiny repository."""
+    import sys
+
+    argv = [
+        sys.executable,
+        "-m",
+        "orchestrator.cli",
+        "export",
+        "--preset",
+        "tiny",
+        "--target",
+        "cpu",
+        "--out",
+        str(out),
+    ]
+    if work is not None:
+        argv += ["--work", str(work)]
+    if skip_llm:
+        argv.append("--skip-llm")
+    return argv

@@ -9,30 +9,18 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from export.cli import tiny_export_argv
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
 def _export_tiny(out: Path, work: Path) -> None:
-    cmd = [
-        sys.executable,
-        "-m",
-        "orchestrator.cli",
-        "export",
-        "--preset",
-        "tiny",
-        "--target",
-        "cpu",
-        "--out",
-        str(out),
-        "--work",
-        str(work),
-    ]
+    cmd = tiny_export_argv(out, work=work)
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=900, cwd=REPO_ROOT)
     if done.returncode != 0:
         raise RuntimeError(f"`tritone export --preset tiny` failed ({done.returncode}):\n{done.stdout}\n{done.stderr}")
