@@ -48,7 +48,11 @@ class Settings(BaseSettings):
     audio_timeout_s: float = Field(default=1800.0, gt=0)
     post_timeout_s: float = Field(default=300.0, gt=0)
     enable_lyricist: bool = Field(default=True, description="False: the song API answers 503 for sung songs")
-    default_model_family: Literal["acestep15", "acestep_v1"] = "acestep15"
+    default_model: str = Field(
+        default="acestep15",
+        description="the song model when a request names none: acestep15 | acestep_v1 | <family>:<version set> "
+        "(e.g. acestep15:sft) | an upstream name (acestep-v15-turbo, ACE-Step-v1-3.5B)",
+    )
 
     # --- queue -------------------------------------------------------------------------------------------------------
     queue_max: int = Field(default=200, ge=1, description="queued + running jobs before POST answers 429")
@@ -83,6 +87,19 @@ class Settings(BaseSettings):
     # --- API ---------------------------------------------------------------------------------------------------------
     poll_interval_sec: int = Field(default=5, ge=1, description="the song API's advised polling interval")
     default_batch_size: int = Field(default=1, ge=1, le=8)
+
+    @field_validator("default_model")
+    @classmethod
+    def _known_model(cls, value: str) -> str:
+        from orchestrator.services.model_catalog import parse_model
+
+        return parse_model(value).id
+
+    @property
+    def default_model_family(self) -> str:
+        from orchestrator.services.model_catalog import parse_model
+
+        return parse_model(self.default_model).family
 
     @field_validator("triton_urls")
     @classmethod

@@ -31,6 +31,7 @@ from orchestrator.schemas.acestep import (
 )
 from orchestrator.schemas.common import ErrorEnvelope
 from orchestrator.services import views
+from orchestrator.services.model_catalog import describe_models, model_listing, parse_model
 
 router = APIRouter(tags=["ace-step"])
 
@@ -216,13 +217,17 @@ async def query_result(request: Request, ctx: Ctx, user: User) -> dict[str, Any]
 
 @router.get("/v1/models", responses=_ERRORS)
 async def models(ctx: Ctx, user: User) -> dict[str, Any]:
+    """Both families with the version sets the sampler serves (it describes itself); ``model`` ids of the form
+    ``<family>:<version set>`` are what the APIs' ``model`` field takes."""
     served = await ctx.gateway.models()
-    families = sorted(set(MODEL_FAMILIES.values()))
-    default = ctx.settings.default_model_family
+    described, error = await describe_models(ctx.gateway, ctx.settings.sampler_model)
+    default = parse_model(ctx.settings.default_model)
     return views.wrapped(
         {
-            "models": [{"name": f, "is_default": f == default} for f in families],
-            "default_model": default,
+            "models": model_listing(described, default),
+            "default_model": default.id,
+            "aliases": sorted(MODEL_FAMILIES),
+            "catalog_error": error,
             "triton_models": served,
         }
     )

@@ -17,22 +17,16 @@ from orchestrator.schemas.common import (
     Text,
     TrackClass,
 )
+from orchestrator.services.model_catalog import ALIASES, parse_model
 
 TaskType = Literal["text2music", "cover", "repaint", "extract", "lego", "complete"]
 # Task types that start from a source waveform (``src_audio`` upload or ``src_audio_path``).
 TASKS_NEEDING_SOURCE = ("cover", "repaint", "extract", "lego", "complete")
 # Upstream skips the LM's code generation for these: they work on the source audio directly.
 TASKS_WITHOUT_LM_CODES = ("cover", "repaint", "extract")
-# Model names accepted in ``model`` (upstream DiT names map onto Tritone's families).
-MODEL_FAMILIES = {
-    "acestep15": "acestep15",
-    "acestep-v15": "acestep15",
-    "acestep-v15-turbo": "acestep15",
-    "acestep-v15-base": "acestep15",
-    "acestep_v1": "acestep_v1",
-    "acestep-v1": "acestep_v1",
-    "ace-step-v1-3.5b": "acestep_v1",
-}
+# Model names accepted in ``model`` (upstream DiT names map onto Tritone's families; ``<family>:<version set>``
+# picks a version set, see orchestrator.services.model_catalog).
+MODEL_FAMILIES = {name: family for name, (family, _) in ALIASES.items()}
 _TIME_SIGNATURES = {"2": "2", "3": "3", "4": "4", "6": "6", "2/4": "2", "3/4": "3", "4/4": "4", "6/8": "6"}
 
 
@@ -54,7 +48,12 @@ class MusicGenerateCreate(BaseModel):
     sample_query: Text = Field(
         default="", max_length=2000, validation_alias=_alias("sample_query", "sampleQuery", "description", "desc")
     )
-    model: Text | None = Field(default=None, max_length=64, description="DiT family: acestep15 | acestep_v1")
+    model: Text | None = Field(
+        default=None,
+        max_length=80,
+        description="song model: acestep15 | acestep_v1 | <family>:<version set> | an upstream name; "
+        "null = the deployment's default (GET /v1/models lists them)",
+    )
     # music attributes
     bpm: int | None = Field(default=None, ge=30, le=300)
     key_scale: KeyScale = Field(
@@ -170,10 +169,7 @@ class MusicGenerateCreate(BaseModel):
     def _model(cls, value: str | None) -> str | None:
         if value is None or not value.strip():
             return None
-        family = MODEL_FAMILIES.get(value.strip().lower())
-        if family is None:
-            raise ValueError(f"must be one of {', '.join(sorted(MODEL_FAMILIES))}")
-        return family
+        return parse_model(value).id
 
     @model_validator(mode="after")
     def _cross_fields(self) -> MusicGenerateCreate:

@@ -44,6 +44,11 @@ class SongCreate(BaseModel):
     generate_cover: bool = True
     cover_size: CoverAspect | None = Field(default=None, description="cover aspect; null = deployment default")
     seed: int | None = Field(default=None, ge=0, le=2**31 - 1, description="item i uses seed + i; null = random")
+    model: Text | None = Field(
+        default=None,
+        max_length=80,
+        description="song model: acestep15 | acestep_v1 | <family>:<version set>; null = the deployment's default",
+    )
     callback_url: CallbackUrl = None
 
     @field_validator("theme")
@@ -52,6 +57,15 @@ class SongCreate(BaseModel):
         if not value.strip():
             raise ValueError("must not be blank")
         return value.strip()
+
+    @field_validator("model")
+    @classmethod
+    def _model(cls, value: str | None) -> str | None:
+        from orchestrator.services.model_catalog import parse_model
+
+        if value is None or not value.strip():
+            return None
+        return parse_model(value).id
 
     @field_validator("track_classes")
     @classmethod

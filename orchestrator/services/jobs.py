@@ -40,6 +40,14 @@ from orchestrator.media.cover import fetch_cover, render_cover
 from orchestrator.schemas.acestep import TASKS_NEEDING_SOURCE, TASKS_WITHOUT_LM_CODES, MusicGenerateCreate
 from orchestrator.schemas.song import SongCreate
 from orchestrator.services.events import EventBus
+from orchestrator.services.model_catalog import (
+    V1_DEFAULT_GUIDANCE,
+    V1_DEFAULT_STEPS,
+    V1_MAX_DURATION_S,
+    V1_TASK_TYPES,
+    ModelChoice,
+    parse_model,
+)
 from orchestrator.services.queue import QueueInfo
 from orchestrator.services.triton import ModelError, ModelEvent, StageGateway, TritonUnavailableError
 from orchestrator.services.webhooks import WebhookSender
@@ -172,6 +180,81 @@ def _normal_meta(meta: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
+# Fields of the ACE-Step API that only the 1.5 family reads, and their defaults: with model acestep_v1 any other value
+# is a 422 naming the field (it would be silently lost otherwise).
+_V15_ONLY_MUSIC_FIELDS: dict[str, Any] = {
+    "thinking": False,
+    "use_adg": False,
+    "cfg_interval_start": 0.0,
+    "cfg_interval_end": 1.0,
+    "timesteps": None,
+    "instruction": None,
+    "audio_cover_strength": 1.0,
+    "track_name": None,
+    "complete_track_classes": None,
+}
+
+
+def _check_v1_music(body: MusicGenerateCreate, choice: ModelChoice, sources: Mapping[str, bytes]) -> None:
+    for name, default in _V15_ONLY_MUSIC_FIELDS.items():
+        if getattr(body, name) not in (default, [], ""):
+            raise ApiError(
+                422, f"{name}: applies to the acestep15 models only, not to {choice.id}; remove it", field=name
+            )
+    codes = body.audio_code_string
+    if any(c.strip() for c in ([codes] if isinstance(codes, str) else codes)):
+        raise ApiError(422, f"audio_code_string: 5 Hz audio codes drive acestep15 only, not {choice.id}",
+                       field="audio_code_string")
+    if "reference_audio" in sources:
+        raise ApiError(422, f"reference_audio: applies to the acestep15 models only, not to {choice.id}",
+                       field="reference_audio")
+    if "src_audio" in sources and body.task_type != "repaint":
+        raise ApiError(422, f"src_audio: {choice.id} reads source audio for task_type 'repaint' only",
+                       field="src_audio")
+    if body.audio_duration is not None and body.audio_duration > V1_MAX_DURATION_S:
+        raise ApiError(
+            422, f"audio_duration: {choice.id} generates at most {V1_MAX_DURATION_S:g} s", field="audio_duration"
+        )
+
+
+def _v1_defaults(params: dict[str, Any], given: set[str]) -> None:
+    """Steps and guidance the client did not set take the v1 pipeline's defaults, not the 1.5 API's."""
+    if "inference_steps" not in given:
+        params["inference_steps"] = V1_DEFAULT_STEPS
+    if "guidance_scale" not in given:
+        params["guidance_scale"] = V1_DEFAULT_GUIDANCE
+
+
+def _v1_sampler_request(
+    kind: str, p: Mapping[str, Any], meta: Mapping[str, Any], state: Mapping[str, Any]
+) -> dict[str, Any]:
+    """The sampler request for the ACE-Step v1 family: its fields only (bpm/key/time signature are 1.5 prompt
+    metadata; v1 reads the caption as tags), duration within its 240 s."""
+    request: dict[str, Any] = {
+        "family": "acestep_v1",
+        "version_set": p.get("version_set"),
+        "caption": state["caption"],
+        "lyrics": state["sampler_lyrics"],
+        "duration": min(float(meta["duration"]), V1_MAX_DURATION_S),
+        "inference_steps": p["inference_steps"],
+        "guidance_scale": p["guidance_scale"],
+        "seeds": p["seeds"],
+        "batch_size": len(p["seeds"]),
+        "task_type": "text2music",
+    }
+    if kind == "music":
+        request["shift"] = p["shift"]
+        if p["task_type"] == "repaint":
+            end = p.get("repainting_end")
+            request.update(
+                task_type="repaint",
+                duration=None,  # the source's length
+                repaint_start=p["repainting_start"],
+                repaint_end=p.get("src_audio_seconds") if end in (None, -1) else end,
+            )
+    return request
+
+
 def _clamp_duration(value: Any) -> float:
     # The sampler accepts 10..600 s (the page's range); an LM suggestion outside it is pulled back in.
     return float(min(600.0, max(10.0, float(value))))
@@ -232,7 +315,10 @@ class JobService:
         callback_url = await self._webhooks.validate(body.callback_url)
         params = body.model_dump(mode="json")
         params["seeds"] = pick_seeds(body.batch_size, body.seed)
-        params["family"] = self._settings.default_model_family
+        choice = parse_model(body.model or self._settings.default_model)
+        params["family"], params["version_set"] = choice.family, choice.version_set
+        if choice.family == "acestep_v1":
+            _v1_defaults(params, body.model_fields_set)
         params["cover_size"] = body.cover_size or self._settings.cover_default_aspect
         return await self._insert(kind="song", owner=owner, params=params, callback_url=callback_url)
 
@@ -240,6 +326,14 @@ class JobService:
         self, *, owner: str, body: MusicGenerateCreate, uploads: Mapping[str, bytes] | None = None
     ) -> Job:
         callback_url = await self._webhooks.validate(body.callback_url)
+        choice = parse_model(body.model or self._settings.default_model)
+        if choice.family == "acestep_v1" and body.task_type not in V1_TASK_TYPES:
+            raise ApiError(
+                422,
+                f"task_type: model {choice.id} does text2music and repaint; '{body.task_type}' needs an acestep15 "
+                "model",
+                field="task_type",
+            )
         sources: dict[str, bytes] = {}
         for name, path_field in (("src_audio", "src_audio_path"), ("reference_audio", "reference_audio_path")):
             if uploads and uploads.get(name):
@@ -265,7 +359,10 @@ class JobService:
         params = body.model_dump(mode="json")
         params["batch_size"] = batch
         params["seeds"] = pick_seeds(batch, None if body.use_random_seed else body.seed)
-        params["family"] = body.model or self._settings.default_model_family
+        params["family"], params["version_set"] = choice.family, choice.version_set
+        if choice.family == "acestep_v1":
+            _check_v1_music(body, choice, sources)
+            _v1_defaults(params, body.model_fields_set)
         params["uploads"] = sorted(decoded)
         params["src_audio_seconds"] = (
             round(decoded["src_audio"].shape[-1] / SAMPLE_RATE, 3) if "src_audio" in decoded else None
@@ -647,8 +744,11 @@ class JobService:
     # --- shared stages ---------------------------------------------------------------------------------------------
     def _sampler_request(self, run: _Run) -> dict[str, Any]:
         p, meta = run.params, run.state["meta"]
+        if p.get("family") == "acestep_v1":
+            return _v1_sampler_request(run.job.kind, p, meta, run.state)
         request: dict[str, Any] = {
             "family": p.get("family") or self._settings.default_model_family,
+            "version_set": p.get("version_set"),
             "caption": run.state["caption"],
             "lyrics": run.state["sampler_lyrics"],
             "vocal_language": p.get("vocal_language") or p.get("language"),
