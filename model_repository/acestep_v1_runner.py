@@ -89,6 +89,7 @@ class V1Assets:
         self.buckets: dict[str, list[int]] = self.manifest["buckets"]
         self._sets: dict[str, V1VersionSet] = {}
         self._lock = threading.Lock()
+        self._lyrics_lock = threading.Lock()
         self._lyrics: Any = None
 
     @property
@@ -100,14 +101,14 @@ class V1Assets:
         """Frames the DiT takes at once (the trained 240 s)."""
         return int(self.dims["trained_frames"])
 
-    @property
-    def lyric_tokenizer(self) -> Any:
-        with self._lock:
+    def tokenize_lyrics(self, lyrics: str) -> Any:
+        """Lyrics -> ids and mask. One song at a time: the Japanese romaniser (MeCab) is not thread-safe."""
+        with self._lyrics_lock:
             if self._lyrics is None:
                 from model_repository.acestep_v1_lyrics import LyricTokenizer
 
                 self._lyrics = LyricTokenizer()
-            return self._lyrics
+            return self._lyrics.tokenize_lyrics(lyrics)
 
     def version_set(self, name: str | None) -> V1VersionSet:
         name = name or self.manifest["default_version_set"]
@@ -230,7 +231,7 @@ class V1SongRunner:
     def _conditions(self, vs: V1VersionSet, versions: dict[str, str], req: SamplerRequest, *, guided: bool,
                     double: bool) -> _Conditions:
         text, text_mask = self._text_states(vs, versions, req.caption, weakened=guided and req.use_erg_tag)
-        tokens = self.assets.lyric_tokenizer.tokenize_lyrics(req.lyrics)
+        tokens = self.assets.tokenize_lyrics(req.lyrics)
         lb = bucket(len(tokens.ids), self.assets.buckets["lyric"], "field 'lyrics'")
         lyric_ids = np.zeros((1, lb), np.int64)
         lyric_ids[0, : len(tokens.ids)] = tokens.ids
@@ -377,21 +378,21 @@ class V1SongRunner:
 
         conditions = self._conditions(vs, versions, req, guided=do_cfg, double=double)
         source = self._encode_source(versions, src_audio) if edit and src_audio is not None else None
-        duration = req.duration or (
-            source.shape[-1] * SAMPLES_PER_LATENT / VOCODER_SAMPLE_RATE if source is not None else 60.0
-        )
-        frames = source.shape[-1] if source is not None else int(duration * VOCODER_SAMPLE_RATE / SAMPLES_PER_LATENT)
+        # The original: int(seconds * 44100 / 512 / 8) frames (60 s when unset); an edit takes the source's length.
+        seconds = req.duration or 60.0
+        frames = source.shape[-1] if source is not None else int(seconds * VOCODER_SAMPLE_RATE / SAMPLES_PER_LATENT)
+        shape = (batch, int(self.assets.dims["latent_channels"]), int(self.assets.dims["latent_height"]), frames)
         schedule = sampling.flow_match_schedule(steps, shift=req.shift)
         stepper: _Euler | _Heun = _Heun(schedule, req.omega_scale) if req.scheduler == "heun" else _Euler(
             schedule, req.omega_scale)
         timesteps = stepper.timesteps
         evaluations = len(timesteps)
 
-        latents = sampling.seeded_noise((batch, 8, 16, frames), seeds)
+        latents = sampling.seeded_noise(shape, seeds)
         window = None
         if task in ("retake", "repaint", "extend"):
             variance = torch.tensor(req.retake_variance * math.pi / 2, dtype=torch.float32)
-            retake = sampling.seeded_noise((batch, 8, 16, frames), retake_seeds)
+            retake = sampling.seeded_noise(shape, retake_seeds)
             if task == "retake" or (task == "repaint" and not self._is_window(req, frames)):
                 # A window covering the whole song is a retake: a variation of the same seeds' noise.
                 latents = torch.cos(variance) * latents + torch.sin(variance) * retake

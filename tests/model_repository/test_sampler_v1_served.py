@@ -356,3 +356,22 @@ def test_bad_v1_input_names_the_field_and_the_server_keeps_serving(triton, field
     assert bad.error is not None and named in bad.error, bad.error
     good = stream(triton.grpc_url, "sampler", base | {"guidance_scale": 1.0})
     assert good.error is None and good.outputs["audio"].shape[0] == 1
+
+
+@pytest.mark.slow
+def test_extend_past_240_s_keeps_the_far_source_aside_and_decodes_in_windows(inprocess):
+    """236 s of source + 10 s after it: the DiT sees the last 2583 frames, the first source frames are kept aside
+    unchanged, and the 246 s result is decoded in overlapped windows (the decoder's contract ends at 240 s)."""
+    src = _source(236.0)
+    request = {"family": "acestep_v1", "task_type": "extend", "repaint_start": 0.0, "repaint_end": 246.0,
+               "inference_steps": 4, "seeds": [1], "guidance_scale": 1.0}
+    audio, _, info, rec = inprocess(request, src_audio=src)
+    source = rec.calls["v1_dcae_encoder"][0][1]["latents"]
+    frames = int(246.0 * 44100 / 4096)  # the song now ends at repaint_end
+    assert info["latent_frames"] == frames == 2648
+    assert all(inputs["hidden_states"].shape[-1] == 2584 for inputs, _ in rec.calls["v1_dit"])
+    assert int(rec.calls["v1_dit"][0][0]["latent_mask"].sum()) == 2583
+    windows = [inputs["latents"] for inputs, _ in rec.calls["v1_dcae_decoder"]]
+    assert len(windows) > 1 and all(w.shape[-1] <= 512 for w in windows)
+    assert np.array_equal(windows[0], source[..., :512])  # the kept-aside source frames, unchanged
+    assert audio.shape == (1, 2, math.ceil(frames * 4096 * SR / 44100)) and np.isfinite(audio).all()
