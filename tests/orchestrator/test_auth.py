@@ -58,10 +58,11 @@ async def test_auth_required_and_login(tmp_path) -> None:
 
 
 async def test_tokens_expire_after_ttl(tmp_path) -> None:
-    async with running_app(make_settings(tmp_path, token_ttl_s=1), StageRunnerDouble()) as (_, client):
+    # Token expiry has whole-second resolution: a 3 s TTL is valid for at least 2 s after login, expired after 3.2 s.
+    async with running_app(make_settings(tmp_path, token_ttl_s=3), StageRunnerDouble()) as (_, client):
         headers = await login(client)
         assert (await client.get("/v1/stats", headers=headers)).status_code == 200
-        time.sleep(2.1)
+        time.sleep(3.2)
         assert (await client.get("/v1/stats", headers=headers)).status_code == 401
 
 
