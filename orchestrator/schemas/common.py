@@ -3,24 +3,10 @@
 from __future__ import annotations
 
 import re
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 from pydantic import AfterValidator, BaseModel, Field
 
-TRACK_CLASSES = (
-    "drums",
-    "bass",
-    "guitar",
-    "keyboard",
-    "strings",
-    "synth",
-    "brass",
-    "woodwinds",
-    "percussion",
-    "fx",
-    "vocals",
-    "backing_vocals",
-)
 TrackClass = Literal[
     "drums",
     "bass",
@@ -35,6 +21,8 @@ TrackClass = Literal[
     "vocals",
     "backing_vocals",
 ]
+# The page's instrument chips; the tuple is derived from the type so the two cannot drift apart.
+TRACK_CLASSES: tuple[str, ...] = get_args(TrackClass)
 AudioFormat = Literal["flac", "wav", "wav32", "mp3"]
 CoverAspect = Literal["1:1", "3:4", "4:3", "9:16", "16:9"]
 
