@@ -14,7 +14,8 @@ from bench.stack import machine
 from export.acestep15.checkpoint import load_pipeline, read_dims
 from export.acestep15.networks import build_contracts, wrappers
 from export.acestep15.presets import build_tiny
-from export.repository import NETWORKS, export_networks
+from export.acestep15.repository import NETWORKS, TRACE_SIZES
+from export.repository import export_networks
 
 
 def main() -> None:
@@ -32,6 +33,7 @@ def main() -> None:
                 contracts=build_contracts(dims),
                 factories=wrappers(pipe),
                 networks=NETWORKS,
+                trace_sizes=TRACE_SIZES,
                 repo=root / f"repo{jobs}",
                 work=root / "work",
                 version=1,

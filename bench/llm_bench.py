@@ -1,9 +1,15 @@
 """Benchmark of the LLM stage through a real tritonserver: time to first lyric line and tokens/s of ``lyricist``,
-codes/s of ``lm`` (thinking), at several concurrency levels.
+codes/s of ``lm`` (thinking), at several concurrency levels, with the engine's prefill ``serial`` (one prompt per
+forward pass, the engine before batched prefill) and ``batched`` (the prompts waiting to join share one pass), side
+by side in one run.
 
 Usage (tiny presets on this machine's CPU; builds the repository when --repo is not given)::
 
     .venv/bin/python -m bench.llm_bench --concurrency 1 8 --requests 8 --out out/llm-bench.json
+
+``--prefill serial batched`` (the default) measures both modes, one server each (the repository's models are linked
+into a scratch repository whose ``config.pbtxt`` sets the ``prefill`` parameter); ``--rounds 2`` alternates them
+(serial, batched, batched, serial) so a change in the machine's load does not favour one mode.
 
 With a real model (e.g. a GPU repository written by ``tritone export --target gpu --lyricist-dir ... --lm-dir ...``)::
 
@@ -11,7 +17,8 @@ With a real model (e.g. a GPU repository written by ``tritone export --target gp
 
 Per request: ``ttft`` (first streamed event), ``ttfl`` (first complete lyric line visible in ``lyrics_so_far``),
 total latency and completion tokens. Per level: their medians, aggregate tokens/s (all tokens / wall time) and the
-mean number of rows that shared the model's decode steps (the model's own counter).
+mean number of rows that shared the model's decode steps (the model's own counter). The load average is recorded
+around each mode (the machine may be shared). At the end a markdown table compares the modes.
 """
 
 from __future__ import annotations
@@ -19,8 +26,10 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import platform
 import queue
+import shutil
 import statistics
 import sys
 import tempfile
@@ -49,7 +58,11 @@ class RequestTiming:
     done: float | None = None
     tokens: int = 0
     rows_mean: float = 0.0
+    prefill_rows: int = 0
     error: str | None = None
+
+
+PREFILL_MODES = ("serial", "batched")
 
 
 @dataclass
@@ -66,6 +79,9 @@ class LevelResult:
     tokens_per_s: float  # aggregate: all completion tokens / wall time
     tokens_per_s_per_request: float  # median of each request's tokens / its latency
     batch_rows_mean: float
+    prefill_rows_mean: float = 0.0  # prompt rows that shared the prefill pass of a request's (last) generation
+    prefill: str = ""
+    round: int = 0
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -118,6 +134,7 @@ def run_level(url: str, model: str, payloads: list[dict[str, Any]], concurrency:
                         usage = event["usage"]
                         t.tokens = int(usage.get("completion_tokens", 0))
                         t.rows_mean = float(usage.get("batch_rows_mean") or _phase_rows(usage))
+                        t.prefill_rows = int(usage.get("prefill_rows") or _phase_rows(usage, "prefill_rows"))
                 if response.parameters["triton_final_response"].bool_param:
                     t.done = now
                     in_flight.remove(rid)
@@ -145,13 +162,109 @@ def run_level(url: str, model: str, payloads: list[dict[str, Any]], concurrency:
         tokens_per_s=round(tokens / wall, 1),
         tokens_per_s_per_request=round(statistics.median(t.tokens / (t.done - t.sent) for t in ok), 1),  # type: ignore[operator]
         batch_rows_mean=round(statistics.mean(t.rows_mean for t in ok), 2),
+        prefill_rows_mean=round(statistics.mean(t.prefill_rows for t in ok), 2),
     )
 
 
-def _phase_rows(usage: dict[str, Any]) -> float:
+def _phase_rows(usage: dict[str, Any], key: str = "batch_rows_mean") -> float:
     phases = usage.get("phases") or {}
     codes = phases.get("codes") or phases.get("metadata") or {}
-    return float(codes.get("batch_rows_mean", 0.0))
+    return float(codes.get(key, 0.0))
+
+
+def prefill_view(repo: Path, models: list[str], mode: str, dest: Path) -> Path:
+    """A repository at ``dest`` serving ``models`` of ``repo`` with the config parameter ``prefill`` = ``mode``: the
+    version folders are hard-linked (copied across file systems), ``config.pbtxt`` gets one more parameter entry."""
+    if mode not in PREFILL_MODES:
+        raise ValueError(f"prefill mode {mode!r}; allowed: {', '.join(PREFILL_MODES)}")
+    for name in models:
+        source = repo / name
+        config = source / "config.pbtxt"
+        if not config.is_file():
+            raise FileNotFoundError(f"{config} is missing: is {repo} a repository with the {name!r} model?")
+        target = dest / name
+        for child in source.iterdir():
+            if child.is_dir():
+                shutil.copytree(child, target / child.name, copy_function=_link_or_copy, dirs_exist_ok=True)
+        text = config.read_text()
+        text += f'\nparameters {{ key: "prefill" value {{ string_value: "{mode}" }} }}\n'
+        (target / "config.pbtxt").write_text(text)
+    return dest
+
+
+def _link_or_copy(src: str, dst: str) -> None:
+    try:
+        os.link(src, dst)
+    except OSError:
+        shutil.copy2(src, dst)
+
+
+def run_mode(
+    repo: Path, models: list[str], args: argparse.Namespace, scratch: Path, mode: str, rnd: int
+) -> list[LevelResult]:
+    from model_repository.launcher.server import TritonServer
+
+    view = prefill_view(repo, models, mode, scratch / f"repo-{mode}-{rnd}")
+    results: list[LevelResult] = []
+    load_before = _loadavg()
+    with TritonServer(view, load_models=models, log_path=scratch / f"triton-{mode}-{rnd}.log") as server:
+        # Warm-up: first requests pay for lazy initialisation (grammar tokenizer, allocator).
+        run_level(server.grpc_url, "lyricist", [{"theme": "warm up", "max_new_tokens": 200}], 1)
+        for c in args.concurrency:
+            payloads = [
+                {"theme": THEMES[i % len(THEMES)], "seed": i, "max_new_tokens": args.max_new_tokens}
+                for i in range(args.requests)
+            ]
+            results.append(run_level(server.grpc_url, "lyricist", payloads, c))
+        if not args.skip_lm:
+            for c in args.concurrency:
+                payloads = [
+                    {"mode": "thinking", "caption": "pop", "bpm": 100, "key_scale": "C major",
+                     "time_signature": 4, "duration": args.lm_duration, "seed": i}
+                    for i in range(args.requests)
+                ]  # fmt: skip
+                results.append(run_level(server.grpc_url, "lm", payloads, c))
+    load = {"before": load_before, "after": _loadavg()}
+    for r in results:
+        r.prefill, r.round = mode, rnd
+        r.extra["loadavg"] = load
+        print(json.dumps(asdict(r), ensure_ascii=False), flush=True)
+    return results
+
+
+def markdown_table(results: list[LevelResult]) -> str:
+    """One row per model x concurrency x prefill mode (medians over rounds), serial and batched next to each other."""
+    rows = [
+        "| model | concurrency | prefill | rounds | ttft median | ttfl median | latency median | tokens/s aggregate "
+        "| tokens/s per request | rows per step | rows per prefill | load avg (1 min) |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    keys = sorted({(r.model, r.concurrency) for r in results}, key=lambda k: (k[0] != "lyricist", k[0], k[1]))
+    for model, c in keys:
+        for mode in PREFILL_MODES:
+            runs = [r for r in results if (r.model, r.concurrency, r.prefill) == (model, c, mode)]
+            if not runs:
+                continue
+            ttfl = [r.ttfl_median_s for r in runs if r.ttfl_median_s is not None]
+            loads = [v for r in runs for v in (r.extra["loadavg"]["before"], r.extra["loadavg"]["after"])]
+            rows.append(
+                f"| {model} | {c} | {mode} | {len(runs)} | {_ms(statistics.median(r.ttft_median_s for r in runs))} "
+                f"| {_ms(statistics.median(ttfl)) if ttfl else '–'} "
+                f"| {statistics.median(r.latency_median_s for r in runs):.2f} s "
+                f"| {statistics.median(r.tokens_per_s for r in runs):.0f} "
+                f"| {statistics.median(r.tokens_per_s_per_request for r in runs):.0f} "
+                f"| {statistics.median(r.batch_rows_mean for r in runs):.1f} "
+                f"| {statistics.median(r.prefill_rows_mean for r in runs):.1f} | {min(loads):.1f}–{max(loads):.1f} |"
+            )
+    return "\n".join(rows)
+
+
+def _ms(seconds: float) -> str:
+    return f"{seconds * 1000:.0f} ms"
+
+
+def _loadavg() -> float:
+    return round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else -1.0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -162,44 +275,37 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-new-tokens", type=int, default=300, help="lyricist plan budget per request")
     parser.add_argument("--lm-duration", type=int, default=20, help="seconds of audio per lm thinking request")
     parser.add_argument("--skip-lm", action="store_true")
+    parser.add_argument(
+        "--prefill", nargs="+", choices=PREFILL_MODES, default=list(PREFILL_MODES), help="engine prefill modes"
+    )
+    parser.add_argument("--rounds", type=int, default=1, help="repeat the modes, alternating their order")
     parser.add_argument("--out", type=Path, default=None, help="write the results as JSON here")
     args = parser.parse_args(argv)
+    if args.rounds < 1:
+        parser.error(f"--rounds {args.rounds}: give at least 1")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
-    from model_repository.server import TritonServer
-
-    with tempfile.TemporaryDirectory(prefix="llm-bench-") as scratch:
+    with tempfile.TemporaryDirectory(prefix="llm-bench-") as scratch_name:
+        scratch = Path(scratch_name)
         repo = args.repo
         if repo is None:
             from export.llm import add_llm_models
 
-            repo = Path(scratch) / "repo"
+            repo = scratch / "repo"
             add_llm_models(repo, preset="tiny")
         models = ["lyricist"] + ([] if args.skip_lm else ["lm"])
         results: list[LevelResult] = []
-        with TritonServer(repo, load_models=models, log_path=Path(scratch) / "triton.log") as server:
-            # Warm-up: first requests pay for lazy initialisation (grammar tokenizer, allocator).
-            run_level(server.grpc_url, "lyricist", [{"theme": "warm up", "max_new_tokens": 200}], 1)
-            for c in args.concurrency:
-                payloads = [
-                    {"theme": THEMES[i % len(THEMES)], "seed": i, "max_new_tokens": args.max_new_tokens}
-                    for i in range(args.requests)
-                ]
-                results.append(run_level(server.grpc_url, "lyricist", payloads, c))
-                print(json.dumps(asdict(results[-1]), ensure_ascii=False), flush=True)
-            if not args.skip_lm:
-                for c in args.concurrency:
-                    payloads = [
-                        {"mode": "thinking", "caption": "pop", "bpm": 100, "key_scale": "C major",
-                         "time_signature": 4, "duration": args.lm_duration, "seed": i}
-                        for i in range(args.requests)
-                    ]  # fmt: skip
-                    results.append(run_level(server.grpc_url, "lm", payloads, c))
-                    print(json.dumps(asdict(results[-1]), ensure_ascii=False), flush=True)
+        for rnd in range(args.rounds):
+            modes = list(args.prefill) if rnd % 2 == 0 else list(reversed(args.prefill))
+            for mode in modes:
+                results.extend(run_mode(repo, models, args, scratch, mode, rnd))
+    table = markdown_table(results)
+    print(table, flush=True)
     report = {
         "machine": {"platform": platform.platform(), "python": sys.version.split()[0], "cpus": _cpu_count()},
         "repo": str(args.repo or "tiny presets (built)"),
         "results": [asdict(r) for r in results],
+        "table": table,
     }
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -199,7 +199,7 @@ async def run_swap(args: argparse.Namespace, grpc_url: str) -> dict[str, Any]:
     import tritonclient.grpc as grpcclient
     import tritonclient.grpc.aio as grpcaio
 
-    from orchestrator.commands import _index, ready_versions, set_versions
+    from orchestrator.cli.models import _index, ready_versions, set_versions
 
     admin = grpcclient.InferenceServerClient(grpc_url)
     client = grpcaio.InferenceServerClient(grpc_url)
@@ -380,7 +380,7 @@ def main(argv: list[str] | None = None) -> int:
     with contextlib.ExitStack() as stack:
         url = args.server
         if args.start_triton:
-            from model_repository.server import TritonServer
+            from model_repository.launcher.server import TritonServer
 
             log = args.repository.parent / "model_swap-tritonserver.log"
             server = stack.enter_context(TritonServer(args.repository, log_path=log))

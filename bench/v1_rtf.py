@@ -23,7 +23,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from bench.stack import DEFAULT_REPOSITORY, machine, tiny_repository
-from model_repository.server import TritonServer
+from model_repository.launcher.server import TritonServer
 from tests.model_repository.streaming import stream
 
 V1_MODELS = ["sampler", "v1_text_encoder", "v1_condition_encoder", "v1_dit", "v1_dcae_decoder", "v1_vocoder",
@@ -38,8 +38,8 @@ def _request(i: int, duration: float, steps: int) -> dict:
 
 def in_process(repository: Path, songs: int, duration: float, steps: int) -> tuple[float, float]:
     """(audio seconds, wall seconds) for ``songs`` songs one after another."""
-    from model_repository.inprocess import OrtNetworkCaller
-    from model_repository.sampler_families import SamplerFamilies
+    from model_repository.onnx.inprocess import OrtNetworkCaller
+    from model_repository.sampler.registry import SamplerFamilies
 
     families = SamplerFamilies(repository / "sampler" / "1" / "assets", OrtNetworkCaller(repository, threads=1))
     warm = families.parse(json.dumps(_request(99, 10.0, 2)), has_src_audio=False)

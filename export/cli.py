@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import argparse
-import functools
 import logging
 import time
-from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+from model_repository.facts.families import FAMILIES
+
+if TYPE_CHECKING:
+    from export.repository import FamilyExport
 
 logger = logging.getLogger(__name__)
-
-FAMILIES = ("acestep15", "acestep_v1")
 
 
 class ExportError(RuntimeError):
@@ -25,13 +27,23 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="Export ACE-Step 1.5 and/or ACE-Step v1 (and the LLM stage) into a model repository that "
         "`tritone triton` serves. Re-running skips finished artifacts.",
     )
-    src = p.add_mutually_exclusive_group(required=True)
+    src = p.add_mutually_exclusive_group()
     src.add_argument("--preset", choices=["tiny"], help="build the tiny random preset (no download)")
     src.add_argument(
         "--checkpoint",
         type=Path,
         help="an ACE-Step 1.5 AceStepPipeline.save_pretrained directory, or an ACE-Step v1 folder "
         "(ace_step_transformer/ music_dcae_f8c8/ music_vocoder/ umt5-base/)",
+    )
+    p.add_argument(
+        "--stems-checkpoint",
+        type=Path,
+        action="append",
+        default=None,
+        metavar="PATH",
+        help="an HT-Demucs checkpoint for the stems/separator models: a .th or .safetensors file (htdemucs, "
+        "htdemucs_6s) or a bag folder (htdemucs_ft.yaml + its .th files); repeat for a 4- and a 6-source model. "
+        "--preset tiny exports the tiny stems models unless this is given",
     )
     p.add_argument(
         "--family",
@@ -48,20 +60,59 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--lyricist-dir", type=Path, default=None, help="HF folder of the lyricist chat model")
     p.add_argument("--lm-dir", type=Path, default=None, help="HF folder of the ACE-Step 5 Hz LM")
     p.add_argument("--lyricist-endpoint", default=None, help="OpenAI-compatible base URL for the lyricist")
+    p.add_argument("--verbose", action="store_true", help="also show third-party warnings and progress bars")
     p.set_defaults(func=run)
+
+
+def quiet_third_party() -> None:
+    """Silence the libraries' own noise at its source (torch/onnx deprecation warnings, "torchvision is not
+    installed", Hugging Face progress bars): the export prints its own progress lines only (``--verbose`` keeps it)."""
+    import os
+    import warnings
+
+    for category in (FutureWarning, DeprecationWarning, UserWarning):
+        warnings.filterwarnings("ignore", category=category)
+    os.environ.setdefault("PYTHONWARNINGS", "ignore")  # child processes too
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    os.environ.setdefault("DIFFUSERS_VERBOSITY", "error")
+    try:
+        import torch  # noqa: F401  (its import resets the torch loggers' levels: set them after it)
+    except ImportError:
+        pass
+    for name in ("torch.onnx", "torch._dynamo", "torch.export", "onnxscript", "onnx_ir", "transformers", "diffusers"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+    for module in ("transformers.utils.logging", "diffusers.utils.logging"):
+        try:
+            __import__(module, fromlist=["disable_progress_bar"]).disable_progress_bar()
+        except ImportError:
+            pass
 
 
 def run(args: argparse.Namespace) -> int:
     logging.getLogger("onnx_ir").setLevel(logging.WARNING)
     logging.getLogger("onnxscript").setLevel(logging.WARNING)
+    if not getattr(args, "verbose", False):
+        quiet_third_party()
     repo: Path = args.out
     work: Path = args.work or repo.parent / f".{repo.name}-work"
     repo.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
+    stems_checkpoints = getattr(args, "stems_checkpoint", None)
+    if not (args.preset or args.checkpoint or stems_checkpoints):
+        raise ExportError("give --preset tiny, --checkpoint PATH or --stems-checkpoint PATH")
+    stems = _stems_plan(stems_checkpoints, work, tiny=args.preset == "tiny" and args.family in (None, "all"))
     if args.preset == "tiny":
         families = FAMILIES if args.family in (None, "all") else (args.family,)
-        export_tiny(repo=repo, work=work, target=args.target, families=families)
+        export_tiny(repo=repo, work=work, target=args.target, families=families, stems=stems)
         llm_preset: str | None = "tiny"
+    elif args.checkpoint is None:
+        from export.repository import export_network_sets
+
+        assert stems is not None
+        export_network_sets(stems.sets, repo=repo, work=work, target=args.target)
+        stems.write_assets(repo)
+        llm_preset = None
     else:
         family = checkpoint_family(args.checkpoint, args.family)
         export_checkpoint(
@@ -72,6 +123,7 @@ def run(args: argparse.Namespace) -> int:
             version=args.version,
             version_set=args.version_set,
             family=family,
+            stems=stems,
         )
         llm_preset = None
     if not args.skip_llm:
@@ -81,19 +133,22 @@ def run(args: argparse.Namespace) -> int:
 
 
 def checkpoint_family(checkpoint: Path, requested: str | None) -> str:
-    """The family of a checkpoint folder, from its layout; ``requested`` (``--family``) must agree with it."""
-    from export.acestep_v1.repository import is_v1_checkpoint
+    """The family of a checkpoint folder, from its layout; ``requested`` (``--family``) must agree with it.
 
-    detected = "acestep_v1" if is_v1_checkpoint(checkpoint) else "acestep15"
+    Each family's exporter recognises its own layout; the first family (ACE-Step 1.5) is the fallback, whose loader
+    names whatever is missing."""
+    from export.repository import exporter
+
     if requested == "all":
         raise ExportError("--family all applies to --preset tiny; a --checkpoint folder holds one family")
+    detected = next((f for f in FAMILIES[1:] if exporter(f).is_checkpoint(checkpoint)), FAMILIES[0])
     if requested is not None and requested != detected:
-        hint = (
-            "it has the ACE-Step v1 folders ace_step_transformer/ music_dcae_f8c8/ music_vocoder/ umt5-base/"
-            if detected == "acestep_v1"
-            else "it lacks the ACE-Step v1 folders (ace_step_transformer/ music_dcae_f8c8/ music_vocoder/ umt5-base/)"
+        hint = exporter(detected).LAYOUT_HINT
+        wanted = exporter(requested).LAYOUT_HINT
+        raise ExportError(
+            f"--family {requested}: {checkpoint} is an {detected} checkpoint (it lacks {wanted}; it looks like "
+            f"{hint})"
         )
-        raise ExportError(f"--family {requested}: {checkpoint} is an {detected} checkpoint ({hint})")
     return detected
 
 
@@ -105,96 +160,42 @@ def export_checkpoint(
     target: str,
     version: int,
     version_set: str | None,
-    family: str = "acestep15",
+    family: str = FAMILIES[0],
+    stems: FamilyExport | None = None,
 ) -> None:
-    from export.repository import NETWORKS, acestep15_networks, export_network_sets, write_sampler
+    from export.repository import export_network_sets, exporter
 
     print(f"loading {checkpoint} ({family}) ...", flush=True)
-    if family == "acestep_v1":
-        from export.acestep_v1.networks import NETWORKS as V1_NETWORKS
-        from export.acestep_v1.repository import DEFAULT_VERSION_SET, load_v1, network_set, write_v1_sampler
-
-        loaded = load_v1(checkpoint)
-        export_network_sets([network_set(loaded, version)], repo=repo, work=work, target=target)  # type: ignore[arg-type]
-        write_v1_sampler(
-            repo=repo,
-            loaded=loaded,
-            version_set=version_set or DEFAULT_VERSION_SET,
-            versions={name: version for name in V1_NETWORKS},
-        )
-        return
-    from export.acestep15.checkpoint import load_pipeline, read_dims
-
-    pipe = load_pipeline(checkpoint)
-    dims = read_dims(checkpoint)
-    variant = str(pipe.transformer.config.get("model_version") or ("turbo" if dims.is_turbo else "base"))
-    export_network_sets([acestep15_networks(pipe, dims, version)], repo=repo, work=work, target=target)  # type: ignore[arg-type]
-    write_sampler(
-        repo=repo,
-        pipe=pipe,
-        dims=dims,
-        version_set=version_set or variant,
-        versions={name: version for name in NETWORKS},
-        variant=variant,
-    )
+    plan = exporter(family).from_checkpoint(checkpoint, version=version, version_set=version_set)
+    plans = [plan, *([stems] if stems is not None else [])]
+    export_network_sets([s for p in plans for s in p.sets], repo=repo, work=work, target=target)  # type: ignore[arg-type]
+    for p in plans:
+        p.write_assets(repo)
 
 
-def export_tiny(*, repo: Path, work: Path, target: str, families: tuple[str, ...] = FAMILIES) -> None:
-    """ACE-Step 1.5: version set "turbo" = every network at version 1; "sft" = the base-style DiT as ``dit`` version 2
-    with the same encoders and VAE — two versions of one model, as in a real deployment that serves turbo and SFT
-    weights. ACE-Step v1: version set "base", every ``v1_*`` network at version 1. All ONNX exports share one pool of
-    workers (the families' small networks fill the gaps beside the large ones)."""
-    from export.repository import NETWORKS, NetworkSet, acestep15_networks, export_network_sets, write_sampler
+def export_tiny(
+    *, repo: Path, work: Path, target: str, families: tuple[str, ...] = FAMILIES, stems: FamilyExport | None = None
+) -> None:
+    """Every family's tiny preset (see each exporter's ``tiny``) and ``stems`` (the stems models). All ONNX exports
+    share one pool of workers (the families' small networks fill the gaps beside the large ones)."""
+    from export.repository import export_network_sets, exporter
 
-    sets: list[NetworkSet] = []
-    writers: list[Callable[[], object]] = []
-    if "acestep15" in families:
-        from export.acestep15.checkpoint import load_pipeline, read_dims
-        from export.acestep15.presets import build_tiny
+    plans: list[FamilyExport] = [exporter(family).tiny(work) for family in families]
+    if stems is not None:
+        plans.append(stems)
+    export_network_sets([s for plan in plans for s in plan.sets], repo=repo, work=work, target=target)  # type: ignore[arg-type]
+    for plan in plans:
+        plan.write_assets(repo)
 
-        for variant, version, networks in (("turbo", 1, NETWORKS), ("sft", 2, ("dit",))):
-            folder = build_tiny(work / "presets" / f"acestep15-tiny-{variant}", variant=variant)  # type: ignore[arg-type]
-            pipe = load_pipeline(folder)
-            dims = read_dims(folder)
-            print(f"tiny {variant}: exporting {', '.join(networks)} as version {version}", flush=True)
-            sets.append(acestep15_networks(pipe, dims, version, networks))
-            versions = {name: 1 for name in NETWORKS} | {"dit": version}
-            writers.append(
-                functools.partial(
-                    write_sampler,
-                    repo=repo,
-                    pipe=pipe,
-                    dims=dims,
-                    version_set=variant,
-                    versions=versions,
-                    variant=variant,
-                )
-            )
-    if "acestep_v1" in families:
-        from export.acestep_v1.networks import NETWORKS as V1_NETWORKS
-        from export.acestep_v1.repository import (
-            DEFAULT_VERSION_SET,
-            load_v1,
-            network_set,
-            tiny_preset,
-            write_v1_sampler,
-        )
 
-        loaded = load_v1(tiny_preset(work))
-        print(f"tiny acestep_v1: exporting {', '.join(V1_NETWORKS)} as version 1", flush=True)
-        sets.append(network_set(loaded, 1))
-        writers.append(
-            functools.partial(
-                write_v1_sampler,
-                repo=repo,
-                loaded=loaded,
-                version_set=DEFAULT_VERSION_SET,
-                versions={name: 1 for name in V1_NETWORKS},
-            )
-        )
-    export_network_sets(sets, repo=repo, work=work, target=target)  # type: ignore[arg-type]
-    for write in writers:
-        write()
+def _stems_plan(checkpoints: list[Path] | None, work: Path, *, tiny: bool) -> FamilyExport | None:
+    """The stems models: from ``--stems-checkpoint`` files, else the tiny presets when ``tiny``, else none."""
+    from export.stems import repository as stems
+
+    if checkpoints:
+        print(f"loading stems checkpoint(s) {', '.join(str(p) for p in checkpoints)} ...", flush=True)
+        return stems.from_checkpoints(checkpoints)
+    return stems.tiny(work) if tiny else None
 
 
 def _export_llm(repo: Path, args: argparse.Namespace, preset: str | None) -> None:

@@ -10,7 +10,7 @@ request with ``<name>: not configured: ...`` naming the setting to change.
 Layout::
 
     repo/lyricist/config.pbtxt       decoupled Python model, one STRING input "request", one STRING output "event"
-    repo/lyricist/1/model.py         copy of model_repository/lyricist/model.py
+    repo/lyricist/1/model.py         copy of model_repository/triton_models/lyricist/model.py
     repo/lyricist/1/config.json ...  the weights in Hugging Face layout (hard links to the source folder when possible)
     repo/lm/...                      the same for the 5 Hz LM
 """
@@ -24,11 +24,10 @@ import shutil
 from pathlib import Path
 from typing import Literal
 
-import model_repository
+from model_repository.triton_models import install_entry_point
 
 logger = logging.getLogger(__name__)
 
-MODEL_SOURCES = Path(model_repository.__file__).resolve().parent
 _SOURCE_MARKER = ".tritone-source.json"
 
 # Special tokens of the Qwen chat format, plus the reasoning tags the 5 Hz LM writes its metadata between.
@@ -228,7 +227,7 @@ def _write_model(
         for child in version_dir.iterdir():
             if child.name != "model.py":
                 shutil.rmtree(child) if child.is_dir() else child.unlink()
-    shutil.copyfile(MODEL_SOURCES / name / "model.py", version_dir / "model.py")
+    install_entry_point(name, version_dir)
     (folder / "config.pbtxt").write_text(config_pbtxt(name, target=target, parameters=parameters))
 
 

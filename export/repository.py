@@ -1,55 +1,43 @@
-"""Write a complete Triton model repository: ACE-Step 1.5 and ACE-Step v1 networks, the shared ``sampler`` model (plus
-the LLM models, :mod:`export.llm`). The v1 specifics are in :mod:`export.acestep_v1.repository`.
+"""Write a complete Triton model repository, for any family: the networks of each family's checkpoints (ONNX, and on
+GPU TensorRT engines) and the shared ``sampler`` model, whose assets each family writes itself
+(:mod:`export.acestep15.repository`, :mod:`export.acestep_v1.repository`; the LLM models: :mod:`export.llm`).
 
-Steps are re-runnable: each artifact is written atomically and skipped when present, so an interrupted export resumes
-where it stopped. Layout (``--target cpu``; ``gpu`` puts ``model.plan`` where ``model.onnx`` is and the configs say
-``tensorrt_plan``)::
+A family's export module offers ``is_checkpoint(folder)``, ``from_checkpoint(folder, version=, version_set=)`` and
+``tiny(work)``, each answering a :class:`FamilyExport` (network sets + sampler-asset writers); :data:`EXPORTERS` lists
+them. Steps are re-runnable: each artifact is written atomically and skipped when present, so an interrupted export
+resumes where it stopped. Layout (``--target cpu``; ``gpu`` puts ``model.plan`` where ``model.onnx`` is and the
+configs say ``tensorrt_plan``)::
 
     repo/<network>/config.pbtxt              generated from the network's contract
     repo/<network>/<version>/model.onnx      (+ model.py: the ONNX Runtime Python model, CPU only)
     repo/sampler/config.pbtxt                decoupled Python model: the flow-matching loop
     repo/sampler/1/model.py
-    repo/sampler/1/assets/pipeline.json      dimensions + version sets (which network versions belong together)
-    repo/sampler/1/assets/<version-set>/     tokenizer, null condition, silence latent of that set
-    repo/sampler/1/assets/acestep_v1/        the v1 family's pipeline.json and version sets (UMT5 tokenizer)
+    repo/sampler/1/assets/<family dir>/pipeline.json   a family's manifest (model_repository.facts.manifest)
 """
 
 from __future__ import annotations
 
-import json
+import importlib
 import logging
 import multiprocessing
 import os
-import shutil
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-import numpy as np
-
-import model_repository
 from export.contracts import NetworkContract
+from model_repository.triton_models import install_entry_point
 
 logger = logging.getLogger(__name__)
 
 Target = Literal["cpu", "gpu"]
-NETWORKS = (
-    "text_encoder",
-    "condition_encoder",
-    "dit",
-    "vae_decoder",
-    "vae_encoder",
-    "audio_tokenizer",
-    "audio_detokenizer",
-)
-# Sizes of the example inputs the exporter traces with (any valid sizes work; the axes stay dynamic).
-TRACE_SIZES = {"batch": 2, "frames": 250, "text": 40, "lyric": 70, "encoder": 111, "samples": 1920 * 20, "codes": 50}
-MODEL_SOURCES = Path(model_repository.__file__).resolve().parent
-FAMILY = "acestep15"
-# Sub-folders of sampler/1/assets that belong to other families (ACE-Step v1 keeps its manifest and sets there).
-RESERVED_ASSET_NAMES = ("acestep_v1",)
+# family -> its export module (is_checkpoint, from_checkpoint, tiny). A new family adds one line here.
+EXPORTERS: dict[str, str] = {
+    "acestep15": "export.acestep15.repository",
+    "acestep_v1": "export.acestep_v1.repository",
+}
 
 
 def _progress(msg: str) -> None:
@@ -63,16 +51,6 @@ def write_config(repo: Path, contract: NetworkContract, target: Target) -> None:
     (folder / "config.pbtxt").write_text(text)
 
 
-def install_python_model(src_name: str, dest_version_dir: Path) -> None:
-    """Copy ``model_repository/<src_name>/model.py`` into a version folder (it imports its library code from the
-    installed ``model_repository`` package, so the copy is only the thin Triton entry point)."""
-    src = MODEL_SOURCES / src_name / "model.py"
-    if not src.exists():
-        raise FileNotFoundError(f"missing Python model source {src}")
-    dest_version_dir.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(src, dest_version_dir / "model.py")
-
-
 @dataclass(frozen=True)
 class NetworkSet:
     """The networks of one loaded checkpoint to export at one version: contracts + wrapper factories (any family)."""
@@ -81,7 +59,29 @@ class NetworkSet:
     factories: Mapping[str, Callable[[], Any]]
     version: int
     networks: tuple[str, ...]
-    trace_sizes: Mapping[str, int] = field(default_factory=lambda: dict(TRACE_SIZES))
+    # Sizes of the example inputs the exporter traces with (any valid sizes work; the axes stay dynamic).
+    trace_sizes: Mapping[str, int]
+
+
+@dataclass
+class FamilyExport:
+    """What one family exports: its network sets, then writers of the sampler's assets (each called with the
+    repository folder once the networks are in place)."""
+
+    sets: list[NetworkSet]
+    writers: list[Callable[..., Any]]
+
+    def write_assets(self, repo: Path) -> None:
+        for write in self.writers:
+            write(repo=repo)
+
+
+def exporter(family: str) -> Any:
+    """The export module of ``family`` (see :data:`EXPORTERS`)."""
+    try:
+        return importlib.import_module(EXPORTERS[family])
+    except KeyError:
+        raise ValueError(f"no exporter registered for family {family!r}; registered: {sorted(EXPORTERS)}") from None
 
 
 # What forked export workers read (set just before the fork; the children inherit it without pickling modules).
@@ -109,14 +109,15 @@ def export_networks(
     work: Path,
     version: int,
     target: Target,
+    trace_sizes: Mapping[str, int],
     networks: Iterable[str] | None = None,
     jobs: int | None = None,
-    trace_sizes: Mapping[str, int] = TRACE_SIZES,
 ) -> dict[str, float]:
     """ONNX (and on GPU, engines) for each network into ``repo/<network>/<version>/``. Returns seconds per network.
 
     ``contracts`` and ``factories`` (a wrapper module per network) come from a family's ``networks`` module, e.g.
-    ``export.acestep15.networks.build_contracts/wrappers``; ``networks`` defaults to all of ``contracts``."""
+    ``export.acestep15.networks.build_contracts/wrappers``; ``networks`` defaults to all of ``contracts``;
+    ``trace_sizes``: the family's (e.g. ``export.acestep15.repository.TRACE_SIZES``)."""
     names = tuple(networks) if networks is not None else tuple(contracts)
     net_set = NetworkSet(contracts, factories, version, names, dict(trace_sizes))
     timings = export_network_sets([net_set], repo=repo, work=work, target=target, jobs=jobs)
@@ -183,58 +184,16 @@ def export_network_sets(
                     build_engine(onnx_path(name, net_set.version), contract, plan, timing_cache=work / "timing.cache")
                     timings[(name, net_set.version)] += time.perf_counter() - started
             else:
-                install_python_model("onnx_runtime", version_dir)
+                install_entry_point("onnx_runtime", version_dir)
             write_config(repo, contract, target)
     return timings
-
-
-def acestep15_networks(pipe: Any, dims: Any, version: int, networks: Iterable[str] = NETWORKS) -> NetworkSet:
-    """The ACE-Step 1.5 networks of a loaded ``AceStepPipeline``."""
-    from export.acestep15.networks import build_contracts, wrappers
-
-    return NetworkSet(build_contracts(dims), wrappers(pipe), version, tuple(networks))
-
-
-def write_sampler(*, repo: Path, pipe, dims, version_set: str, versions: dict[str, int], variant: str) -> None:
-    """The sampler model and the assets of one version set (tokenizer, null condition, silence latent)."""
-    from export.acestep15.networks import ENCODER_BUCKETS, FRAME_BUCKETS, LYRIC_BUCKETS, TEXT_BUCKETS
-
-    if version_set in RESERVED_ASSET_NAMES:
-        raise ValueError(f"version set name {version_set!r} is reserved (a family's asset folder); choose another")
-    assets = install_sampler(repo)
-    set_dir = assets / version_set
-    set_dir.mkdir(parents=True, exist_ok=True)
-    pipe.tokenizer.save_pretrained(set_dir / "tokenizer")
-    cond = pipe.condition_encoder
-    np.save(set_dir / "null_condition_emb.npy", cond.null_condition_emb.detach().float().numpy())
-    # The timbre branch reads 30 s (750 frames) of it; cover/repaint tile it to the song length.
-    np.save(set_dir / "silence_latent.npy", cond.silence_latent.detach().float().numpy()[0])
-    manifest_path = assets / "pipeline.json"
-    manifest = json.loads(manifest_path.read_text()) if manifest_path.exists() else {"version_sets": {}}
-    manifest["family"] = FAMILY
-    manifest["buckets"] = {
-        "frames": list(FRAME_BUCKETS),
-        "text": list(TEXT_BUCKETS),
-        "lyric": list(LYRIC_BUCKETS),
-        "encoder": list(ENCODER_BUCKETS),
-    }
-    manifest["dims"] = {k: v for k, v in asdict(dims).items() if k != "is_turbo"}
-    manifest["version_sets"][version_set] = {
-        "versions": {k: str(v) for k, v in versions.items()},
-        "is_turbo": bool(dims.is_turbo),
-        "variant": variant,
-    }
-    manifest.setdefault("default_version_set", version_set)
-    tmp = manifest_path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(manifest, indent=2, sort_keys=True))
-    tmp.replace(manifest_path)
 
 
 def install_sampler(repo: Path) -> Path:
     """The ``sampler`` model (both families share it) and its config; returns its assets folder."""
     sampler = repo / "sampler"
     version_dir = sampler / "1"
-    install_python_model("sampler", version_dir)
+    install_entry_point("sampler", version_dir)
     (sampler / "config.pbtxt").write_text(sampler_config())
     assets = version_dir / "assets"
     assets.mkdir(parents=True, exist_ok=True)
@@ -242,9 +201,10 @@ def install_sampler(repo: Path) -> Path:
 
 
 def sampler_config(max_songs: int = 64) -> str:
-    """The sampler is decoupled (one request streams progress then audio) and runs each song on its own thread, so
-    ``max_batch_size: 0``: batching happens one level down, where every song's DiT step meets the others in ``dit``'s
-    dynamic batcher."""
+    """The sampler is decoupled (one request streams progress then audio), so ``max_batch_size: 0``: batching happens
+    inside it, where the step scheduler (``step_scheduler``) sends every active song's DiT step as one ``dit`` call of
+    up to ``max_rows_per_call`` rows (0: each network's own ``max_batch_size``). ``max_concurrent_songs`` sizes the
+    per-song threads of ``step_scheduler: "false"`` (the path that relies on ``dit``'s dynamic batcher)."""
     return f"""name: "sampler"
 backend: "python"
 max_batch_size: 0
@@ -259,5 +219,7 @@ output [
   {{ name: "audio" data_type: TYPE_FP32 dims: [ -1, 2, -1 ] }}
 ]
 instance_group [ {{ count: 1 kind: KIND_CPU }} ]
+parameters: {{ key: "step_scheduler" value: {{ string_value: "true" }} }}
+parameters: {{ key: "max_rows_per_call" value: {{ string_value: "0" }} }}
 parameters: {{ key: "max_concurrent_songs" value: {{ string_value: "{max_songs}" }} }}
 """

@@ -48,19 +48,23 @@ def require_tensorrt():
 def length_profiles(
     contract: NetworkContract, *, splits: int = PROFILE_SPLITS
 ) -> list[dict[str, tuple[int, int, int]]]:
-    """Per-profile (min, opt, max) for every dynamic axis. Bucketed axes are split into ``splits`` contiguous bucket
-    ranges; the batch axis and unbucketed axes span their full range in every profile."""
+    """Per-profile (min, opt, max) for every dynamic axis. The first bucketed axis (the one that sets the cost: the
+    DiT's frames) is split into ``splits`` contiguous bucket ranges; every other axis — batch, further bucketed axes
+    such as the encoder length, unbucketed ones — spans its full range in every profile, so any combination of, say,
+    a short song and long lyrics has a profile (TensorRT picks the first profile that fits)."""
     bucketed = [a for a in contract.axes if a.buckets]
-    n = max(1, min(splits, *(len(a.buckets) for a in bucketed))) if bucketed else 1
+    primary = bucketed[0] if bucketed else None
+    n = max(1, min(splits, len(primary.buckets))) if primary is not None else 1
     profiles = []
     for k in range(n):
         prof: dict[str, tuple[int, int, int]] = {}
         batch = contract.axis("batch")
         prof["batch"] = (batch.min, batch.opt, batch.max)
         for axis in contract.axes:
-            if axis.buckets:
-                chunk = _split(axis.buckets, n)[k]
-                low = axis.min if k == 0 else _split(axis.buckets, n)[k - 1][-1] + 1
+            if axis is primary:
+                parts = _split(axis.buckets, n)
+                chunk = parts[k]
+                low = axis.min if k == 0 else parts[k - 1][-1] + 1
                 prof[axis.name] = (low, chunk[len(chunk) // 2], chunk[-1])
             else:
                 prof[axis.name] = (axis.min, axis.opt, axis.max)

@@ -55,7 +55,7 @@ def tiny_preset_dirs(tiny_repository: Path, tiny_work: Path) -> dict[str, Path]:
 @pytest.fixture(scope="session")
 def triton(tiny_repository: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
     """One real tritonserver on free ports serving the tiny repository for the whole session."""
-    from model_repository.server import TritonServer
+    from model_repository.launcher.server import TritonServer
 
     log = tmp_path_factory.mktemp("triton-log") / "tritonserver.log"
     server = TritonServer(tiny_repository, log_path=log)

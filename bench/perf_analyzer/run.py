@@ -16,7 +16,7 @@ from pathlib import Path
 
 from bench.stack import ROOT, machine, reload_dit, tiny_repository
 from export.acestep15.networks import build_contracts
-from model_repository.server import TritonServer
+from model_repository.launcher.server import TritonServer
 
 PERF = ROOT / ".tools" / "perf_analyzer" / "bin" / "perf_analyzer"
 CUDART = ROOT / ".tools" / "cudart" / "nvidia" / "cuda_runtime" / "lib"

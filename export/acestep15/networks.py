@@ -32,6 +32,9 @@ LYRIC_BUCKETS = (64, 128, 256, 512, 1024, 2048)
 ENCODER_BUCKETS = (128, 256, 512, 1024, 2048, 2560)
 # The timbre encoder reads 30 s of reference latents (750 frames).
 TIMBRE_FRAMES = 750
+# Captions and lyrics are truncated to the largest bucket (the runner reads these from the manifest).
+MAX_TEXT_TOKENS = TEXT_BUCKETS[-1]
+MAX_LYRIC_TOKENS = LYRIC_BUCKETS[-1]
 
 
 def _additive_key_mask(mask: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
@@ -224,7 +227,7 @@ class AudioDetokenizerNet(nn.Module):
 
 
 def build_contracts(dims: PipelineDims, *, max_batch_size: int = 8) -> dict[str, NetworkContract]:
-    """The contracts of the seven ACE-Step 1.5 networks for a checkpoint with these dimensions."""
+    """The contracts of the eight ACE-Step 1.5 networks for a checkpoint with these dimensions."""
     c, h_text, h_cond = dims.acoustic_dim, dims.text_hidden, dims.condition_hidden
     frames = Axis("frames", FRAME_BUCKETS[0], 1500, FRAME_BUCKETS[-1], FRAME_BUCKETS)
     text = Axis("text", 1, 128, TEXT_BUCKETS[-1], TEXT_BUCKETS)
@@ -285,11 +288,11 @@ def build_contracts(dims: PipelineDims, *, max_batch_size: int = 8) -> dict[str,
             # Guided steps send (conditional, unconditional) rows together: room for a full batch of both.
             max_batch_size=2 * max_batch_size,
             precision="bf16",
-            # No preferred sizes: the batcher fills a batch up to the delay instead of dispatching the first 4 songs
-            # while the other 4 are a millisecond behind. 10 ms gathered ~7 of 8 concurrent songs per step on 2 CPU
-            # cores, 5 ms only ~3 (docs/batching.md, bench/queue_delay.py).
+            # The sampler's step scheduler already sends one call holding every active song's rows, so the window
+            # only merges calls from several sampler instances or servers; 1 ms keeps that without adding a long wait
+            # to every step (8.00 rows per call at 0, 1 and 10 ms: docs/serving.md, bench/queue_delay.py).
             preferred_batch_sizes=(),
-            max_queue_delay_us=10_000,
+            max_queue_delay_us=1000,
         ),
         NetworkContract(
             name="vae_decoder",
@@ -335,12 +338,19 @@ def build_contracts(dims: PipelineDims, *, max_batch_size: int = 8) -> dict[str,
             precision="bf16",
         ),
     ]
+    from export.acestep15.align import align_contract  # the lyric-timing network (its own module)
+
+    contracts.append(align_contract(h_cond, c, max_batch_size=max_batch_size))
     return {contract.name: contract for contract in contracts}
 
 
-def wrappers(pipe) -> dict[str, Callable[[], nn.Module]]:
-    """Factories for each network's export wrapper over a loaded ``AceStepPipeline``."""
+def wrappers(pipe, align_heads: list[tuple[int, int]] | None = None) -> dict[str, Callable[[], nn.Module]]:
+    """Factories for each network's export wrapper over a loaded ``AceStepPipeline`` (``align_heads``: the
+    (layer, head) pairs ``dit_align`` returns; default :func:`export.acestep15.align.resolve_heads`)."""
+    from export.acestep15.align import AlignDiT, resolve_heads
+
     return {
+        "dit_align": lambda: AlignDiT(pipe.transformer, align_heads or resolve_heads(pipe.transformer)),
         "text_encoder": lambda: TextEncoderNet(pipe.text_encoder),
         "condition_encoder": lambda: ConditionEncoderNet(pipe.condition_encoder),
         "dit": lambda: MaskedDiT(pipe.transformer),

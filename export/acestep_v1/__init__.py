@@ -8,14 +8,14 @@ Modules:
 * ``vocoder`` / ``dcae`` — ``MusicVocoder``, ``MusicDCAE`` (latent <-> log-mel <-> 44.1 kHz, resampling to 48 kHz,
   overlapped decoding past 240 s).
 * ``lyric_tokenizer`` / ``lyric_language`` — lyrics -> ids exactly as the original pipeline (per-line language);
-  the code lives in ``model_repository.acestep_v1_lyrics`` (the sampler tokenizes lyrics at serving time).
+  the code lives in ``model_repository.acestep_v1.lyrics`` (the sampler tokenizes lyrics at serving time).
 * ``checkpoint`` / ``presets`` — the ``ACE-Step-v1-3.5B`` folder layout (strict loading) and ``build_tiny_v1``.
 * ``networks`` — contracts + export wrappers of ``v1_text_encoder``, ``v1_condition_encoder``, ``v1_dit``,
   ``v1_dcae_decoder``, ``v1_vocoder``, ``v1_dcae_encoder``.
 * ``repository`` — the v1 networks and the sampler's v1 assets in a model repository (``tritone export``).
-* ``model_repository.acestep_v1_runner`` — the served recipe (``V1SongRunner``, sampler ``"family": "acestep_v1"``);
+* ``model_repository.acestep_v1.runner`` — the served recipe (``V1SongRunner``, sampler ``"family": "acestep_v1"``);
   ``docs/acestep-v1.md``.
-* ``model_repository.acestep_v1_sampling`` — the sampler math (schedule, omega Euler, APG/CFG, noise).
+* ``model_repository.acestep_v1.sampling`` — the sampler math (schedule, omega Euler, APG/CFG, noise).
 
 The original text2music recipe over these networks (pipeline defaults: 60 steps, shift 3, guidance 15 with APG in
 the middle half of the steps, omega 10, all three ERG switches on):

@@ -10,7 +10,7 @@ Decoding a latent [B, 8, 16, W] (W frames at 44100 / 512 / 8 = 10.77 Hz):
 
 Encoding reverses it: resample to 44.1 kHz, pad to a multiple of 8 * 512 samples, log-mel per channel, normalise to
 [-1, 1], ``AutoencoderDC.encoder``, then ``(latent - (-1.9091)) * 0.1786``. Resampling is written in torch here
-(torchaudio has no CPU wheel for this environment, :mod:`model_repository.audio_resample`) and matches torchaudio's
+(torchaudio has no CPU wheel for this environment, :mod:`model_repository.acestep_v1.resample`) and matches torchaudio's
 ``Resample`` to float precision.
 """
 
@@ -29,7 +29,7 @@ from torch import nn
 from export.acestep_v1.vocoder import MusicVocoder, VocoderConfig
 
 # The serving-time parts (the sampler decodes with them) live in model_repository; re-exported here.
-from model_repository.acestep_v1_decode import (  # noqa: F401
+from model_repository.acestep_v1.decode import (  # noqa: F401
     CROSSFADE,
     DCAE_WINDOW,
     HOP_LENGTH,
@@ -42,7 +42,7 @@ from model_repository.acestep_v1_decode import (  # noqa: F401
     overlapped_mel,
     overlapped_wave,
 )
-from model_repository.audio_resample import resample
+from model_repository.acestep_v1.resample import resample
 
 logger = logging.getLogger(__name__)
 
@@ -148,7 +148,7 @@ class MusicDCAE(nn.Module):
 
 # ----------------------------------------------------------------------------------------------------------------------
 # Overlapped (chunked) decoding: any length, bounded memory (``overlapped_mel``/``overlapped_wave`` work on callables,
-# see model_repository.acestep_v1_decode).
+# see model_repository.acestep_v1.decode).
 
 
 @torch.no_grad()

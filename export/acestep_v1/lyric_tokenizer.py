@@ -1,7 +1,7 @@
-"""The v1 lyric tokenizer lives in :mod:`model_repository.acestep_v1_lyrics.tokenizer` (the sampler needs it at serving
+"""The v1 lyric tokenizer lives in :mod:`model_repository.acestep_v1.lyrics.tokenizer` (the sampler needs it at serving
 time and the serving deployable does not import ``export``); this module re-exports it for the export side."""
 
-from model_repository.acestep_v1_lyrics.tokenizer import (  # noqa: F401
+from model_repository.acestep_v1.lyrics.tokenizer import (  # noqa: F401
     LANGUAGE_TOKENS,
     LYRIC_VOCAB_SIZE,
     SPACE_ID,

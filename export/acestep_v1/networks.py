@@ -271,12 +271,11 @@ def build_contracts(dims: V1Dims, *, max_batch_size: int = 8) -> dict[str, Netwo
             # Guided steps send conditional and unconditional rows together.
             max_batch_size=2 * max_batch_size,
             precision="bf16",
-            # As 1.5's dit: no preferred sizes, so the batcher fills a batch up to the delay instead of dispatching
-            # the first rows that arrive while other songs' steps are a millisecond behind. The window must outlast
-            # one batch's execution (20-40 ms for the tiny DiT on 2 CPU cores), or two groups of songs alternate on
-            # the instance and never merge: mean batch 3.4 at 10 ms, 6.4-7.1 at 25 ms (docs/acestep-v1.md).
+            # As 1.5's dit: the step scheduler merges the sampler's own songs into one call per step, so the window
+            # only merges calls from several sampler instances or servers (before the scheduler, 25 ms was needed
+            # for songs to meet at all: docs/acestep-v1.md).
             preferred_batch_sizes=(),
-            max_queue_delay_us=25_000,
+            max_queue_delay_us=1000,
         ),
         NetworkContract(
             name="v1_dcae_decoder",

@@ -6,13 +6,14 @@ Layout (beside the 1.5 family, :mod:`export.repository`)::
     repo/sampler/1/assets/acestep_v1/pipeline.json         dims, buckets, version sets, default set
     repo/sampler/1/assets/acestep_v1/<version-set>/tokenizer/   the UMT5 caption tokenizer of that set
 
-The lyric tokenizer (vocabulary + language detection) is code and data of ``model_repository.acestep_v1_lyrics``,
+The lyric tokenizer (vocabulary + language detection) is code and data of ``model_repository.acestep_v1.lyrics``,
 the same for every checkpoint. A checkpoint is recognised by its folders (``ace_step_transformer/``,
 ``music_dcae_f8c8/``, ``music_vocoder/``, ``umt5-base/``).
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 from collections.abc import Iterable, Mapping
@@ -33,12 +34,13 @@ from export.acestep_v1.networks import (
     build_contracts,
     wrappers,
 )
-from export.repository import NetworkSet, install_sampler
+from export.repository import FamilyExport, NetworkSet, install_sampler
+from model_repository.facts.families import ACESTEP_V1
+from model_repository.facts.manifest import SamplerManifest
 
 logger = logging.getLogger(__name__)
 
-FAMILY = "acestep_v1"
-ASSETS_DIR = FAMILY  # sampler/1/assets/acestep_v1
+FAMILY = ACESTEP_V1
 DEFAULT_VERSION_SET = "base"  # the released ACE-Step-v1-3.5B is the base model
 # UMT5 captions are truncated at 256 tokens (the original's text_max_length).
 MAX_TEXT_TOKENS = 256
@@ -50,9 +52,13 @@ SAMPLES_PER_LATENT = 4096
 TRAINED_FRAMES = 2583
 
 
-def is_v1_checkpoint(root: str | Path) -> bool:
+LAYOUT_HINT = "the ACE-Step v1 folders " + " ".join(f"{name}/" for name in COMPONENT_DIRS)
+
+
+def is_checkpoint(root: str | Path) -> bool:
     """True when ``root`` has the ACE-Step v1 folder layout."""
     return all((Path(root) / name).is_dir() for name in COMPONENT_DIRS)
+
 
 
 @dataclass
@@ -106,33 +112,42 @@ def write_v1_sampler(
     missing = sorted(set(NETWORKS) - set(versions))
     if missing:
         raise ValueError(f"version set {version_set!r} names no version for {missing}")
-    assets = install_sampler(repo) / ASSETS_DIR
-    set_dir = assets / version_set
+    folder = SamplerManifest.folder(install_sampler(repo), FAMILY)
+    manifest = SamplerManifest.read_or_new(
+        folder,
+        family=FAMILY,
+        dims=asdict(loaded.dims)
+        | {
+            "sample_rate": SAMPLE_RATE,
+            "vocoder_sample_rate": VOCODER_SAMPLE_RATE,
+            "samples_per_latent": SAMPLES_PER_LATENT,
+            "max_frames": MAX_FRAMES,
+            "trained_frames": TRAINED_FRAMES,
+            "max_text_tokens": MAX_TEXT_TOKENS,
+        },
+        buckets={"frames": FRAME_BUCKETS, "text": TEXT_BUCKETS, "lyric": LYRIC_BUCKETS, "encoder": ENCODER_BUCKETS},
+    )
+    manifest.add_version_set(version_set, {name: versions[name] for name in NETWORKS}, variant=variant)
+    set_dir = folder / version_set
     set_dir.mkdir(parents=True, exist_ok=True)
     loaded.tokenizer.save_pretrained(str(set_dir / "tokenizer"))
-    manifest_path = assets / "pipeline.json"
-    manifest = json.loads(manifest_path.read_text()) if manifest_path.exists() else {"version_sets": {}}
-    manifest["family"] = FAMILY
-    manifest["buckets"] = {
-        "frames": list(FRAME_BUCKETS),
-        "text": list(TEXT_BUCKETS),
-        "lyric": list(LYRIC_BUCKETS),
-        "encoder": list(ENCODER_BUCKETS),
-    }
-    manifest["dims"] = asdict(loaded.dims) | {
-        "sample_rate": SAMPLE_RATE,
-        "vocoder_sample_rate": VOCODER_SAMPLE_RATE,
-        "samples_per_latent": SAMPLES_PER_LATENT,
-        "max_frames": MAX_FRAMES,
-        "trained_frames": TRAINED_FRAMES,
-        "max_text_tokens": MAX_TEXT_TOKENS,
-    }
-    manifest["version_sets"][version_set] = {
-        "versions": {name: str(versions[name]) for name in NETWORKS},
-        "variant": variant,
-    }
-    manifest.setdefault("default_version_set", version_set)
-    tmp = manifest_path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(manifest, indent=2, sort_keys=True))
-    tmp.replace(manifest_path)
+    manifest.write(folder)
     return set_dir
+
+
+def from_checkpoint(folder: Path, *, version: int, version_set: str | None) -> FamilyExport:
+    """Every v1 network of one checkpoint at ``version``, as version set ``version_set`` (default "base")."""
+    loaded = load_v1(folder)
+    write = functools.partial(
+        write_v1_sampler,
+        loaded=loaded,
+        version_set=version_set or DEFAULT_VERSION_SET,
+        versions={name: version for name in NETWORKS},
+    )
+    return FamilyExport([network_set(loaded, version)], [write])
+
+
+def tiny(work: Path) -> FamilyExport:
+    """Version set "base": every ``v1_*`` network of the tiny preset at version 1."""
+    print(f"tiny acestep_v1: exporting {', '.join(NETWORKS)} as version 1", flush=True)
+    return from_checkpoint(tiny_preset(work), version=1, version_set=DEFAULT_VERSION_SET)

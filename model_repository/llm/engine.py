@@ -1,13 +1,16 @@
 """A continuous-batching generation loop over a Hugging Face causal LM.
 
-One background thread owns the model. Requests (:class:`Job`) arrive from any thread; each is prefilled on its own,
-then joins the running batch, whose rows all advance together, one token per forward pass. A sequence leaves the
-batch the moment it finishes and a waiting one takes its place, so concurrent requests share every decode step.
+One background thread owns the model. Requests (:class:`Job`) arrive from any thread; the ones waiting when the
+loop comes round are prefilled together (one forward pass over their left-padded prompts, up to
+``max_prefill_tokens`` padded tokens per pass), then join the running batch, whose rows all advance together, one
+token per forward pass. A sequence leaves the batch the moment it finishes and a waiting one takes its place, so
+concurrent requests share every decode step and every prefill. ``batch_prefill=False`` prefills one prompt per pass
+(the engine before batched prefill; kept for measurement).
 
-The batch keeps one KV cache (transformers' ``DynamicCache``) whose rows are left-padded to a common length: a
-2-D attention mask hides the padding and explicit ``position_ids`` keep each row's rotary positions its own. When a
-sequence joins, its prefill cache is left-padded (or the batch's is) and concatenated along the batch dimension; when
-one leaves, its row is dropped and all-padding columns are trimmed.
+The batch keeps one KV cache whose rows are left-padded to a common length (:mod:`~model_repository.llm.batch_cache`):
+a 2-D attention mask hides the padding and explicit ``position_ids`` keep each row's rotary positions its own. When
+sequences join, their prefill cache is left-padded (or the batch's is) and concatenated along the batch dimension;
+when one leaves, its row is dropped and all-padding columns are trimmed.
 
 Classifier-free guidance takes two rows per sequence (the prompt and the negative prompt): both receive the same
 sampled token, and the logits are combined before sampling (:func:`sampling.cfg_combine`).
@@ -29,6 +32,7 @@ from typing import Any
 
 import torch
 
+from model_repository.llm.batch_cache import RowBatch, prefill, select_rows
 from model_repository.llm.constraints import Constraint
 from model_repository.llm.requests import Sampling
 from model_repository.llm.sampling import cfg_combine, select_token
@@ -63,6 +67,7 @@ class Result:
     steps: int = 0  # forward passes this sequence took part in (its prefill included)
     batch_rows_sum: int = 0  # sum, over those decode steps, of the rows in the batch
     batch_rows_max: int = 0
+    prefill_rows: int = 0  # prompt rows prefilled in the same forward pass as this job's (its own included)
     error: str | None = None
 
     @property
@@ -137,23 +142,33 @@ class _Seq:
 class Engine:
     """Owns a causal LM and runs every submitted :class:`Job` in one continuously batched loop."""
 
-    def __init__(self, model: Any, *, max_rows: int = 16, name: str = "llm") -> None:
+    def __init__(
+        self,
+        model: Any,
+        *,
+        max_rows: int = 16,
+        name: str = "llm",
+        batch_prefill: bool = True,
+        max_prefill_tokens: int = 8192,
+    ) -> None:
+        if max_prefill_tokens < 1:
+            raise ValueError(
+                f"max_prefill_tokens={max_prefill_tokens}; it caps padded prompt tokens per prefill pass: give >= 1"
+            )
         self.model = model
         self.device = next(model.parameters()).device
         self.vocab_size = int(model.config.vocab_size)
         self.max_rows = max_rows
         self.name = name
+        self.batch_prefill = batch_prefill
+        self.max_prefill_tokens = max_prefill_tokens
         self._pending: deque[Stream] = deque()
         self._cv = threading.Condition()
         self._closed = False
         self._active: list[_Seq] = []
-        # Batch state: KV cache [rows, heads, T, dim] per layer, attention mask [rows, T], next positions [rows],
-        # last sampled token [rows].
-        self._cache: Any = None
-        self._mask: torch.Tensor | None = None
-        self._pos: torch.Tensor | None = None
-        self._last: torch.Tensor | None = None
-        self.stats = {"decode_steps": 0, "decode_rows": 0, "max_rows": 0, "prefills": 0, "jobs": 0}
+        self._batch = RowBatch(self.device)
+        # prefills: prompts prefilled (a CFG job has two); prefill_passes: forward passes that did it.
+        self.stats = {"decode_steps": 0, "decode_rows": 0, "max_rows": 0, "prefills": 0, "prefill_passes": 0, "jobs": 0}
         self._thread = threading.Thread(target=self._loop, name=f"{name}-engine", daemon=True)
         self._thread.start()
 
@@ -163,6 +178,10 @@ class Engine:
             raise ValueError(f"max_new_tokens must be >= 1, got {job.max_new_tokens}")
         if not job.prompt_ids:
             raise ValueError("the prompt is empty")
+        if job.uses_cfg and not job.uncond_prompt_ids:
+            raise ValueError(
+                f"cfg_scale={job.cfg_scale} with an empty negative prompt: give uncond_prompt_ids or cfg_scale <= 1"
+            )
         rows = 2 if job.uses_cfg else 1
         if rows > self.max_rows:
             raise ValueError(f"a CFG job needs 2 batch rows but the engine allows {self.max_rows}")
@@ -197,13 +216,8 @@ class Engine:
                         break
                     admitted.append(self._pending.popleft())
                     rows += need
-            for stream in admitted:
-                try:
-                    with torch.inference_mode():
-                        self._admit(stream)
-                except Exception as exc:  # a prompt that cannot be prefilled fails its own job only
-                    logger.exception("%s: prefill failed", self.name)
-                    stream._put(Result([], "error", len(stream.job.prompt_ids), error=f"{type(exc).__name__}: {exc}"))
+            for group in self._prefill_groups(admitted):
+                self._admit_group(group)
             try:
                 with torch.inference_mode():
                     if self._active:
@@ -213,17 +227,97 @@ class Engine:
                 for seq in self._active:
                     self._finish(seq, "error", error=f"{type(exc).__name__}: {exc}")
                 self._active = []
-                self._reset_batch()
+                self._batch.reset()
         for seq in self._active:
             self._finish(seq, "cancelled", error="the engine was closed")
         for stream in self._pending:
             stream._put(Result([], "cancelled", len(stream.job.prompt_ids), error="the engine was closed"))
 
-    def _reset_batch(self) -> None:
-        self._cache = self._mask = self._pos = self._last = None
-
     # ---------------------------------------------------------------- prefill and joining the batch
-    def _admit(self, stream: Stream) -> None:
+    @staticmethod
+    def _prompts(job: Job) -> list[list[int]]:
+        uncond = job.uncond_prompt_ids if job.uses_cfg else None
+        return [job.prompt_ids] if uncond is None else [job.prompt_ids, uncond]
+
+    def _prefill_groups(self, streams: list[Stream]) -> list[list[Stream]]:
+        """Prefill passes, in arrival order: rows x longest prompt <= ``max_prefill_tokens`` (or a lone job)."""
+        if not self.batch_prefill:
+            return [[s] for s in streams]
+        groups: list[list[Stream]] = []
+        rows = width = 0
+        for stream in streams:
+            prompts = self._prompts(stream.job)
+            new_rows, new_width = rows + len(prompts), max(width, *(len(p) for p in prompts))
+            if groups and new_rows * new_width > self.max_prefill_tokens:
+                groups.append([])
+                new_rows, new_width = len(prompts), max(len(p) for p in prompts)
+            elif not groups:
+                groups.append([])
+            groups[-1].append(stream)
+            rows, width = new_rows, new_width
+        return groups
+
+    def _admit_group(self, streams: list[Stream]) -> None:
+        """Prefill ``streams`` in one pass and join them to the batch. If the pass fails, each is retried alone, so
+        a prompt that cannot be prefilled fails its own job only."""
+        try:
+            with torch.inference_mode():
+                self._admit(streams)
+            return
+        except Exception as exc:
+            if len(streams) == 1:
+                logger.exception("%s: prefill failed", self.name)
+                job = streams[0].job
+                streams[0]._put(Result([], "error", len(job.prompt_ids), error=f"{type(exc).__name__}: {exc}"))
+                return
+            logger.warning("%s: joint prefill of %d prompts failed (%s); one by one", self.name, len(streams), exc)
+        for stream in streams:
+            self._admit_group([stream])
+
+    def _admit(self, streams: list[Stream]) -> None:
+        prompts = [p for stream in streams for p in self._prompts(stream.job)]
+        if self.batch_prefill:
+            parts = [prefill(self.model, prompts, self.device)]
+        else:  # one forward pass per prompt, a CFG pair's two included
+            parts = [prefill(self.model, [p], self.device) for p in prompts]
+        logits = parts[0].logits if len(parts) == 1 else torch.cat([part.logits for part in parts])
+        self.stats["prefills"] += len(prompts)
+        self.stats["prefill_passes"] += len(parts)
+        row = 0
+        keep: list[int] = []
+        tokens: list[int] = []
+        joining: list[_Seq] = []
+        for stream in streams:
+            seq = self._new_seq(stream)
+            assert seq.result is not None
+            seq.result.prefill_rows = len(prompts) if len(parts) == 1 else 1
+            token = self._choose(seq, [logits[row + i] for i in range(seq.rows)])
+            if token is not None:
+                keep.extend(range(row, row + seq.rows))
+                tokens.extend([token] * seq.rows)
+                joining.append(seq)
+            row += seq.rows
+        if not keep:
+            return
+        # From here on tokens have been streamed: a failure ends these jobs instead of retrying their prefill.
+        try:
+            if len(parts) == 1:
+                self._batch.join(select_rows(parts[0], keep), tokens)
+            else:
+                for r, token in zip(keep, tokens, strict=True):
+                    self._batch.join(parts[r], [token])
+        except Exception as exc:
+            logger.exception("%s: joining the batch failed", self.name)
+            broken = self._batch.rows != sum(seq.rows for seq in self._active)  # batch and sequences disagree
+            for seq in joining + (self._active if broken else []):
+                self._finish(seq, "error", error=f"{type(exc).__name__}: {exc}")
+            if broken:
+                self._active = []
+                self._batch.reset()
+            return
+        self._active.extend(joining)
+
+    def _new_seq(self, stream: Stream) -> _Seq:
         job = stream.job
         generator = torch.Generator(device=self.device)
         generator.manual_seed(job.sampling.seed if job.sampling.seed is not None else int(time.time_ns() % 2**63))
@@ -232,60 +326,14 @@ class Engine:
             seq.seen = torch.zeros(self.vocab_size, dtype=torch.bool)
             seq.seen[torch.tensor(job.prompt_ids, dtype=torch.long).clamp(0, self.vocab_size - 1)] = True
         self.stats["jobs"] += 1
-        prompts = [job.prompt_ids] + ([job.uncond_prompt_ids] if job.uses_cfg and job.uncond_prompt_ids else [])
-        logits_rows = []
-        caches = []
-        for ids in prompts:
-            input_ids = torch.tensor([ids], dtype=torch.long, device=self.device)
-            out = self.model(input_ids=input_ids, use_cache=True)
-            logits_rows.append(out.logits[0, -1].float())
-            caches.append((out.past_key_values, len(ids)))
-            self.stats["prefills"] += 1
-        seq_result = Result([], "", prompt_tokens=len(job.prompt_ids), steps=1)
-        seq.result = seq_result
-        token = self._choose(seq, logits_rows)
-        if token is None:
-            return
-        for cache, length in caches:
-            self._join(cache, length, token)
-        self._active.append(seq)
-
-    def _join(self, cache: Any, length: int, token: int) -> None:
-        """Append one prefilled row (its cache covers ``length`` tokens) to the batch; ``token`` is fed next."""
-        mask = torch.ones((1, length), dtype=torch.long, device=self.device)
-        pos = torch.tensor([length], dtype=torch.long, device=self.device)
-        last = torch.tensor([token], dtype=torch.long, device=self.device)
-        if self._cache is None:
-            self._cache, self._mask, self._pos, self._last = cache, mask, pos, last
-            return
-        assert self._mask is not None and self._pos is not None and self._last is not None
-        width = max(self._mask.shape[1], length)
-        batch_pad, row_pad = width - self._mask.shape[1], width - length
-        for batch_layer, row_layer in zip(self._cache.layers, cache.layers, strict=True):
-            batch_layer.keys = torch.cat([_left_pad(batch_layer.keys, batch_pad), _left_pad(row_layer.keys, row_pad)])
-            batch_layer.values = torch.cat(
-                [_left_pad(batch_layer.values, batch_pad), _left_pad(row_layer.values, row_pad)]
-            )
-        self._mask = torch.cat([_left_pad(self._mask, batch_pad, dim=1), _left_pad(mask, row_pad, dim=1)])
-        self._pos = torch.cat([self._pos, pos])
-        self._last = torch.cat([self._last, last])
+        seq.result = Result([], "", prompt_tokens=len(job.prompt_ids), steps=1)
+        return seq
 
     # ---------------------------------------------------------------- one decode step for every active row
     def _decode_step(self) -> None:
-        assert self._cache is not None and self._mask is not None and self._pos is not None and self._last is not None
-        rows = int(self._last.shape[0])
-        self._mask = torch.cat([self._mask, torch.ones((rows, 1), dtype=torch.long, device=self.device)], dim=1)
-        out = self.model(
-            input_ids=self._last[:, None],
-            attention_mask=self._mask,
-            position_ids=self._pos[:, None],
-            past_key_values=self._cache,
-            use_cache=True,
-        )
-        self._cache = out.past_key_values
-        self._pos = self._pos + 1
+        rows = self._batch.rows
         # Sampling stays on the model's device: on a GPU, a 150k-token sort per row on the CPU would dominate.
-        logits = out.logits[:, -1].float()
+        logits = self._batch.step(self.model)
         self.stats["decode_steps"] += 1
         self.stats["decode_rows"] += rows
         self.stats["max_rows"] = max(self.stats["max_rows"], rows)
@@ -305,24 +353,7 @@ class Engine:
                 next_tokens.extend([token] * seq.rows)
             row += seq.rows
         self._active = still_active
-        if not keep:
-            self._reset_batch()
-            return
-        if len(keep) < rows:
-            index = torch.tensor(keep, dtype=torch.long, device=self.device)
-            for layer in self._cache.layers:
-                layer.keys = layer.keys.index_select(0, index)
-                layer.values = layer.values.index_select(0, index)
-            self._mask = self._mask.index_select(0, index)
-            self._pos = self._pos.index_select(0, index)
-            # Columns that are padding in every remaining row are dead weight: trim them.
-            first = int(torch.nonzero(self._mask.any(dim=0))[0])
-            if first > 0:
-                for layer in self._cache.layers:
-                    layer.keys = layer.keys[:, :, first:]
-                    layer.values = layer.values[:, :, first:]
-                self._mask = self._mask[:, first:]
-        self._last = torch.tensor(next_tokens, dtype=torch.long, device=self.device)
+        self._batch.keep(keep, next_tokens)
 
     # ---------------------------------------------------------------- per-sequence token choice
     def _choose(self, seq: _Seq, logits_rows: list[torch.Tensor]) -> int | None:
@@ -367,12 +398,3 @@ class Engine:
         seq.result.finish_reason = reason
         seq.result.error = error
         seq.stream._put(seq.result)
-
-
-def _left_pad(t: torch.Tensor, n: int, dim: int = 2) -> torch.Tensor:
-    """Zero-pad ``n`` positions at the start of ``dim``."""
-    if n == 0:
-        return t
-    shape = list(t.shape)
-    shape[dim] = n
-    return torch.cat([torch.zeros(shape, dtype=t.dtype, device=t.device), t], dim=dim)

@@ -182,6 +182,7 @@ class LMService:
             "completion_tokens": len(result.tokens),
             "batch_rows_max": result.batch_rows_max,
             "batch_rows_mean": round(result.batch_rows_mean, 3),
+            "prefill_rows": result.prefill_rows,
             "cfg": job.uses_cfg,
         }
         usage["prompt_tokens"] += len(job.prompt_ids)
@@ -271,6 +272,7 @@ class LMService:
             "completion_tokens": len(result.tokens),
             "batch_rows_max": result.batch_rows_max,
             "batch_rows_mean": round(result.batch_rows_mean, 3),
+            "prefill_rows": result.prefill_rows,
             "cfg": job.uses_cfg,
         }
         usage["prompt_tokens"] += len(prompt)

@@ -84,10 +84,12 @@ class LocalModel:
         max_rows: int = 16,
         name: str = "llm",
         torch_threads: int | None = None,
+        batch_prefill: bool = True,
     ) -> None:
         """``torch_threads`` sets torch's intra-op threads for this process (None leaves them). On CPU the serving
         process uses 1: OpenMP workers spin after every op, and on a small machine that spinning starves the
-        threads that stream the results (measured: 12 ms instead of 1.3 ms per token for the tiny preset)."""
+        threads that stream the results (measured: 12 ms instead of 1.3 ms per token for the tiny preset).
+        ``batch_prefill`` prefills the prompts waiting to join in one forward pass (False: one pass each)."""
         from transformers import AutoModelForCausalLM, AutoTokenizer
         from transformers.utils import logging as hf_logging
 
@@ -105,7 +107,7 @@ class LocalModel:
         self.model = model.to(device).eval()
         self.n_vocab = max(int(self.model.config.vocab_size), len(self.tokenizer))
         self.stop_ids = stop_token_ids(self.tokenizer)
-        self.engine = Engine(self.model, max_rows=max_rows, name=name)
+        self.engine = Engine(self.model, max_rows=max_rows, name=name, batch_prefill=batch_prefill)
         self._llg: Any = None
         self._llg_lock = threading.Lock()
         vocab = self.tokenizer.get_vocab()

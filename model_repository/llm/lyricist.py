@@ -1,8 +1,9 @@
 """The lyricist: a theme becomes a song plan (title, structure-tagged lyrics, caption, bpm, key, time signature,
 duration), streamed while it is written.
 
-Stages: themes shorter than :data:`EXPAND_BELOW_CHARS` characters are first expanded into a short creative brief by
-one extra LLM call (events with ``stage: "expand"``); then the plan is written as JSON (``stage: "plan"``; each
+Stages: themes of at most :data:`EXPAND_MAX_CHARS` characters are first expanded into a short creative brief by
+one extra LLM call (events with ``stage: "expand"``; a request's ``expand_theme: false`` skips it); then the plan
+is written as JSON (``stage: "plan"``; each
 event also carries ``lyrics_so_far``, the lyrics decoded from the partial JSON). The final event is
 ``{"type": "plan", "plan": {...}, "usage": {...}}``.
 
@@ -40,7 +41,7 @@ logger = logging.getLogger(__name__)
 
 # The product page: "Skipped automatically when the theme is already > 60 chars" -- themes shorter than 60
 # characters (Unicode code points) get the extra expansion call.
-EXPAND_BELOW_CHARS = 60
+EXPAND_MAX_CHARS = 60  # seed 000: expansion is skipped when the theme is longer than this
 # Sections the plan grammar allows beyond the duration's target (room for an extra chorus or interlude).
 _EXTRA_SECTIONS = 2
 _MAX_LINES_PER_SECTION = 8
@@ -107,6 +108,7 @@ class _LocalRun:
             "finish_reason": result.finish_reason,
             "batch_rows_max": result.batch_rows_max,
             "batch_rows_mean": round(result.batch_rows_mean, 3),
+            "prefill_rows": result.prefill_rows,
         }
 
 
@@ -288,7 +290,7 @@ class LyricistService:
         stages: dict[str, Any] = {}
 
         brief: str | None = None
-        usage["expanded"] = len(req.theme) < EXPAND_BELOW_CHARS
+        usage["expanded"] = req.expand_theme and len(req.theme) <= EXPAND_MAX_CHARS
         if usage["expanded"]:
             run = self.backend.chat(
                 expand_messages(req),
@@ -331,6 +333,7 @@ class LyricistService:
         if "batch_rows_max" in stages["plan"]:
             usage["batch_rows_max"] = stages["plan"]["batch_rows_max"]
             usage["batch_rows_mean"] = stages["plan"]["batch_rows_mean"]
+            usage["prefill_rows"] = stages["plan"].get("prefill_rows", 0)
         usage["layout"] = {"sections": layout.sections, "lines": layout.lines, "line_tokens": layout.line_tokens}
         event: dict[str, Any] = {"type": "plan", "plan": plan, "usage": usage}
         if brief is not None:

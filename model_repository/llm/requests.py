@@ -83,6 +83,7 @@ class LyricistRequest:
     sampling: Sampling = field(default_factory=Sampling)
     max_new_tokens: int | None = None
     fixed: FixedMetadata = field(default_factory=FixedMetadata)
+    expand_theme: bool = True
 
 
 @dataclass(frozen=True)
@@ -246,7 +247,7 @@ def _load(model: str, payload: str | bytes | Mapping[str, Any]) -> Mapping[str, 
 LYRICIST_FIELDS: tuple[str, ...] = (
     "theme", "language", "rhyme", "style", "vocal_gender", "duration_hint", "additional_instructions",
     "temperature", "top_p", "seed", "vocal_mode", "track_classes", "max_new_tokens",
-    "bpm", "key_scale", "time_signature", "duration",
+    "bpm", "key_scale", "time_signature", "duration", "expand_theme",
 )  # fmt: skip
 
 LM_FIELDS: tuple[str, ...] = (
@@ -294,6 +295,7 @@ def parse_lyricist_request(payload: str | bytes | Mapping[str, Any]) -> Lyricist
         sampling=Sampling(temperature=temperature, top_p=top_p, seed=r.seed()),
         max_new_tokens=r.integer("max_new_tokens", 1, MAX_NEW_TOKENS_LIMIT, None),
         fixed=r.fixed_metadata(),
+        expand_theme=r.boolean("expand_theme", True),
     )
 
 

@@ -51,6 +51,15 @@ def _has_weights(version_dir: Path) -> bool:
     return (version_dir / "config.json").is_file()
 
 
+def batch_prefill(params: Mapping[str, str]) -> bool:
+    """The config parameter ``prefill``: ``batched`` (default: prompts waiting to join share one forward pass) or
+    ``serial`` (one pass per prompt, the engine before batched prefill; kept for measurement)."""
+    value = (params.get("prefill") or "batched").strip().lower()
+    if value not in ("batched", "serial"):
+        raise ValueError(f"config parameter prefill={value!r}; allowed: 'batched' (default) or 'serial'")
+    return value == "batched"
+
+
 def build_lyricist(
     version_dir: Path, params: Mapping[str, str], env: Mapping[str, str] = os.environ
 ) -> LyricistService:
@@ -79,6 +88,7 @@ def build_lyricist(
             dtype=params.get("dtype") or "float32",
             max_rows=int(params.get("max_batch_rows") or 16),
             torch_threads=int(params.get("torch_threads") or 0) or None,
+            batch_prefill=batch_prefill(params),
             name="lyricist",
         )
         return LyricistService(LocalChatBackend(model), settings)
@@ -106,6 +116,7 @@ def build_lm(version_dir: Path, params: Mapping[str, str]) -> LMService:
         dtype=params.get("dtype") or "float32",
         max_rows=int(params.get("max_batch_rows") or 16),
         torch_threads=int(params.get("torch_threads") or 0) or None,
+        batch_prefill=batch_prefill(params),
         name="lm",
     )
     return LMService(model, settings)

@@ -10,22 +10,14 @@ from pathlib import Path
 
 import pytest
 
-from model_repository.server import find_triton
+from tests.markers import needs_triton
 from tests.orchestrator.toy_models import write_echo_repository
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def _triton_missing() -> str | None:
-    try:
-        find_triton()
-    except RuntimeError as exc:
-        return str(exc)
-    return None
-
-
 @pytest.mark.triton
-@pytest.mark.skipif(_triton_missing() is not None, reason=f"no tritonserver: {_triton_missing()}")
+@needs_triton
 def test_swap_under_load_drops_nothing(tmp_path: Path) -> None:
     repo = write_echo_repository(tmp_path / "repo", versions=(1,))
     report_path = tmp_path / "report.json"

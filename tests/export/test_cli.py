@@ -5,8 +5,8 @@ import sys
 
 from export.acestep15.checkpoint import read_dims
 from export.acestep15.networks import build_contracts
+from export.acestep15.repository import NETWORKS
 from export.acestep_v1.networks import NETWORKS as V1_NETWORKS
-from export.repository import NETWORKS
 
 
 def _tritone(*args: str) -> subprocess.CompletedProcess[str]:

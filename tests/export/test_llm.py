@@ -56,7 +56,7 @@ def test_add_llm_models_layout_and_rerun(tmp_path: Path) -> None:
         assert "KIND_CPU" in config and 'key: "source" value: { string_value: "tiny" }' in config
         version = repo / name / "1"
         assert (version / "model.py").read_text() == (
-            Path(__file__).resolve().parents[2] / "model_repository" / name / "model.py"
+            Path(__file__).resolve().parents[2] / "model_repository" / "triton_models" / name / "model.py"
         ).read_text()
         assert (version / "config.json").is_file() and (version / "tokenizer.json").is_file()
     weights = repo / "lm" / "1" / "model.safetensors"

@@ -62,3 +62,11 @@ def test_dit_engine_matches_onnx_runtime(tiny_repository, tiny_preset_dirs, tmp_
     torch.cuda.synchronize()
     assert relative_error(out.cpu().numpy(), want) < 2e-2  # bf16
     assert np.isfinite(out.cpu().numpy()).all()
+
+
+def test_every_frames_profile_takes_every_encoder_length(tiny_preset_dirs):
+    """A short song with long lyrics (and a long song with a short caption) must find a profile."""
+    dit = _contracts(tiny_preset_dirs)["dit"]
+    encoder = dit.axis("encoder")
+    for profile in length_profiles(dit):
+        assert profile["encoder"] == (encoder.min, encoder.opt, encoder.max)

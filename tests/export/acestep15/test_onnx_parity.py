@@ -6,8 +6,8 @@ import pytest
 
 from export.acestep15.checkpoint import load_pipeline, read_dims
 from export.acestep15.networks import build_contracts, wrappers
+from export.acestep15.repository import NETWORKS
 from export.onnx_export import check_parity
-from export.repository import NETWORKS
 
 SIZES = (
     {"batch": 1, "frames": 250, "text": 17, "lyric": 40, "encoder": 58, "samples": 1920 * 13, "codes": 25},

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from export.acestep_v1.networks import ENCODER_BUCKETS, FRAME_BUCKETS, NETWORKS, build_contracts
-from export.acestep_v1.repository import DEFAULT_VERSION_SET, is_v1_checkpoint, load_v1
+from export.acestep_v1.repository import DEFAULT_VERSION_SET, is_checkpoint, load_v1
 from export.cli import ExportError, checkpoint_family
 
 
@@ -45,7 +45,7 @@ def test_v1_sampler_assets(tiny_repository):
 
 
 def test_checkpoint_family_is_read_from_the_layout(v1_preset_dir, tiny_preset_dirs, tmp_path):
-    assert is_v1_checkpoint(v1_preset_dir) and checkpoint_family(v1_preset_dir, None) == "acestep_v1"
+    assert is_checkpoint(v1_preset_dir) and checkpoint_family(v1_preset_dir, None) == "acestep_v1"
     assert checkpoint_family(tiny_preset_dirs["turbo"], None) == "acestep15"
     with pytest.raises(ExportError, match="acestep_v1 checkpoint"):
         checkpoint_family(v1_preset_dir, "acestep15")

@@ -10,7 +10,7 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from model_repository.server import free_port
+from model_repository.launcher.server import free_port
 
 PLAN = {
     "title": "Red Bicycle",

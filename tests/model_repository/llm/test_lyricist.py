@@ -13,10 +13,11 @@ from typing import Any
 
 import pytest
 
+from model_repository.launcher.server import free_port
 from model_repository.llm.constraints import validate_plan
 from model_repository.llm.local import LocalModel
 from model_repository.llm.lyricist import (
-    EXPAND_BELOW_CHARS,
+    EXPAND_MAX_CHARS,
     EndpointChatBackend,
     LocalChatBackend,
     LyricistService,
@@ -26,7 +27,6 @@ from model_repository.llm.lyricist import (
 from model_repository.llm.openai_endpoint import EndpointConfig, EndpointError, OpenAIEndpoint
 from model_repository.llm.requests import Sampling
 from model_repository.llm.serving import build_lyricist
-from model_repository.server import free_port
 from tests.model_repository.llm.fake_openai import BRIEF, PLAN, FakeOpenAI
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -122,10 +122,16 @@ def test_vocal_mode_and_chinese_templates() -> None:
     assert "Lyric lines" not in model.prompt("plan")
 
 
-@pytest.mark.parametrize(("length", "expanded"), [(EXPAND_BELOW_CHARS - 1, True), (EXPAND_BELOW_CHARS, False)])
-def test_expansion_iff_theme_shorter_than_60(length: int, expanded: bool) -> None:
+@pytest.mark.parametrize(
+    ("length", "switch", "expanded"),
+    [(EXPAND_MAX_CHARS, None, True), (EXPAND_MAX_CHARS + 1, None, False), (10, False, False), (10, True, True)],
+)
+def test_expansion_unless_theme_over_60_or_switched_off(length: int, switch: bool | None, expanded: bool) -> None:
     model = ScriptedModel()
-    events = run_service(LyricistService(model), {"theme": "海" * length})  # type: ignore[arg-type]
+    request: dict[str, object] = {"theme": "海" * length}
+    if switch is not None:
+        request["expand_theme"] = switch
+    events = run_service(LyricistService(model), request)  # type: ignore[arg-type]
     assert [c["stage"] for c in model.calls] == (["expand", "plan"] if expanded else ["plan"])
     assert events[-1]["usage"]["expanded"] is expanded
     assert any(e.get("stage") == "expand" for e in events) is expanded
