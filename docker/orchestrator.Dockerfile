@@ -35,4 +35,7 @@ VOLUME /data
 EXPOSE 8080
 HEALTHCHECK --interval=10s --timeout=5s --start-period=30s --retries=3 \
     CMD python -c "import sys, urllib.request; sys.exit(urllib.request.urlopen('http://127.0.0.1:8080/health', timeout=4).status != 200)"
-CMD ["uvicorn", "--factory", "orchestrator.app:create_app", "--host", "0.0.0.0", "--port", "8080", "--proxy-headers"]
+# --timeout-graceful-shutdown: open connections get at most TRITONE_SHUTDOWN_GRACE_S (compose: 10 s; its
+# stop_grace_period leaves room for the jobs to be handed back before Docker's SIGKILL).
+CMD ["uvicorn", "--factory", "orchestrator.app:create_app", "--host", "0.0.0.0", "--port", "8080", "--proxy-headers", \
+     "--timeout-graceful-shutdown", "10"]

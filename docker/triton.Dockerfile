@@ -50,7 +50,7 @@ COPY pyproject.toml ./
 COPY export ./export
 COPY model_repository ./model_repository
 COPY orchestrator ./orchestrator
-RUN python3 -m pip install --no-deps . && python3 -c "import model_repository.onnx_session, export.contracts"
+RUN python3 -m pip install --no-deps . && python3 -c "import model_repository.onnx.session, export.contracts"
 
 RUN mkdir -p /models
 VOLUME /models

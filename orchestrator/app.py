@@ -19,20 +19,33 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.types import ASGIApp, Receive, Scope, Send
 
+from orchestrator.bodylimit import BodyLimitMiddleware, SecurityHeadersMiddleware
 from orchestrator.context import AppContext
 from orchestrator.db import make_engine, make_sessionmaker
 from orchestrator.errors import ApiError, error_body, validation_error
 from orchestrator.migrations import run_migrations
-from orchestrator.routers import acestep, auth, events, files, health, song
+from orchestrator.routers import (
+    acestep,
+    acestep_compat,
+    auth,
+    chat,
+    events,
+    files,
+    health,
+    library,
+    ops,
+    site,
+    song,
+)
 from orchestrator.schemas.acestep import MusicGenerateCreate
 from orchestrator.schemas.auth import LoginRequest
 from orchestrator.schemas.song import SongCancel, SongCreate
-from orchestrator.services.auth import AuthService
+from orchestrator.services.auth import AuthService, check_open_auth
 from orchestrator.services.events import EventBus
 from orchestrator.services.jobs import JobService
 from orchestrator.services.queue import QueueInfo, WorkerPool
+from orchestrator.services.storage import RetentionSweeper
 from orchestrator.services.triton import StageGateway, TritonGateway
 from orchestrator.services.webhooks import WebhookSender
 from orchestrator.settings import Settings
@@ -50,24 +63,6 @@ _BODY_MODELS: dict[str, type] = {
 }
 
 
-class BodyLimitMiddleware:
-    """413 before reading a body whose declared length is over the limit (plain ASGI: no per-request task)."""
-
-    def __init__(self, app: ASGIApp, *, limit: int) -> None:
-        self.app = app
-        self.limit = limit
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http":
-            for name, value in scope.get("headers", ()):
-                if name == b"content-length" and value.isdigit() and int(value) > self.limit:
-                    message = f"the request body is larger than the limit of {self.limit} bytes"
-                    response = JSONResponse(error_body(413, message, "body"), status_code=413)
-                    await response(scope, receive, send)
-                    return
-        await self.app(scope, receive, send)
-
-
 def _worker_id() -> str:
     return f"{socket.gethostname()[:32]}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
@@ -75,6 +70,7 @@ def _worker_id() -> str:
 def create_app(settings: Settings | None = None, *, gateway: StageGateway | None = None) -> FastAPI:
     """The orchestrator. ``gateway`` replaces the Triton gateway (tests pass an in-process stage runner)."""
     settings = settings or Settings()
+    check_open_auth(settings)  # TRITONE_AUTH=none only on loopback (or a loudly logged override)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -84,7 +80,7 @@ def create_app(settings: Settings | None = None, *, gateway: StageGateway | None
         sessions = make_sessionmaker(engine)
         stage_gateway = gateway if gateway is not None else TritonGateway(settings)
         await stage_gateway.start()
-        webhooks = WebhookSender(settings)
+        webhooks = WebhookSender(settings, sessions)  # durable outbox in the database
         await webhooks.start()
         bus = EventBus()
         queue_info = QueueInfo(settings, sessions)
@@ -106,6 +102,7 @@ def create_app(settings: Settings | None = None, *, gateway: StageGateway | None
                 run_job=lambda job: jobs.run(job, worker_id),
                 worker_id=worker_id,
                 on_change=queue_info.invalidate,
+                gateway=stage_gateway,  # no claims while no Triton server is healthy
             )
             jobs.on_submitted = pool.wake
             pool.start()
@@ -128,11 +125,14 @@ def create_app(settings: Settings | None = None, *, gateway: StageGateway | None
             engine.url.render_as_string(hide_password=True),
             settings.triton_urls,
         )
+        sweeper = RetentionSweeper(settings, sessions)  # job files deleted retention_s after a job ends
+        sweeper.start()
         try:
             yield
         finally:
+            await sweeper.stop()
             if pool is not None:
-                await pool.stop()
+                await pool.stop(grace_s=settings.shutdown_grace_s)
             await webhooks.close()
             await queue_info.stop()
             await stage_gateway.close()
@@ -147,7 +147,13 @@ def create_app(settings: Settings | None = None, *, gateway: StageGateway | None
     )
     app.state.settings = settings
 
-    app.add_middleware(BodyLimitMiddleware, limit=2 * settings.upload_max_bytes + (1 << 20))  # two uploads + fields
+    app.add_middleware(
+        BodyLimitMiddleware,  # counted as streamed; per route (orchestrator/bodylimit.py)
+        json_limit=settings.json_body_max_bytes,
+        upload_limit=2 * settings.upload_max_bytes + (1 << 20),  # two uploads + fields
+        max_depth=settings.json_max_depth,
+    )
+    app.add_middleware(SecurityHeadersMiddleware)
 
     @app.exception_handler(ApiError)
     async def _api_error(request: Request, exc: ApiError) -> JSONResponse:
@@ -169,8 +175,9 @@ def create_app(settings: Settings | None = None, *, gateway: StageGateway | None
         logger.exception("unhandled error on %s %s", request.method, request.url.path)
         return JSONResponse(error_body(500, f"internal error: {type(exc).__name__}"), status_code=500)
 
-    for module in (health, auth, song, acestep, events, files):
+    for module in (health, auth, song, library, site, acestep, acestep_compat, chat, events, files):
         app.include_router(module.router)
+    ops.install(app)  # request ids, /metrics, database outages as 503 (before the page's catch-all mount)
     if WEB_STATIC.is_dir():
         app.mount("/", StaticFiles(directory=WEB_STATIC, html=True), name="web")
     return app

@@ -89,6 +89,30 @@ class StageRun(Base):
     )
 
 
+class WebhookOutbox(Base):
+    """One callback event to deliver (migration 0002): written when the event happens, delivered at least once by
+    ``services/outbox.py`` (in order per job; ``event_id`` is the receiver's idempotency key), kept as a record."""
+
+    __tablename__ = "webhook_outbox"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    event_id: Mapped[str] = mapped_column(String(36), unique=True, nullable=False)
+    job_public_id: Mapped[str] = mapped_column(String(36), nullable=False)
+    owner: Mapped[str] = mapped_column(String(128), nullable=False)
+    url: Mapped[str] = mapped_column(Text, nullable=False)
+    event: Mapped[str] = mapped_column(String(16), nullable=False)
+    body: Mapped[str] = mapped_column(Text, nullable=False)  # the exact JSON that is signed and sent
+    status: Mapped[str] = mapped_column(String(16), nullable=False, default="pending")  # pending|delivered|dead
+    attempts: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    next_attempt_at: Mapped[float] = mapped_column(Double, nullable=False)
+    lease_until: Mapped[float | None] = mapped_column(Double, nullable=True)
+    last_error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    created_at: Mapped[float] = mapped_column(Double, nullable=False)
+    finished_at: Mapped[float | None] = mapped_column(Double, nullable=True)
+
+    __table_args__ = (Index("ix_webhook_outbox_status_id", "status", "id"),)
+
+
 def make_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:
     """An async engine. SQLite gets WAL + a busy timeout so several connections (and processes) share one file."""
     if url.startswith("sqlite"):
@@ -104,7 +128,11 @@ def make_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:
             cursor.close()
 
         return engine
-    return create_async_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
+    # A connect timeout: a database that hangs (rather than refuses) fails requests fast too (503, not a stuck worker).
+    connect_args = {"timeout": 10} if url.startswith("postgresql+asyncpg") else {}
+    return create_async_engine(
+        url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True, connect_args=connect_args
+    )
 
 
 def make_sessionmaker(engine: AsyncEngine) -> async_sessionmaker:

@@ -15,8 +15,10 @@ import secrets
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import AliasChoices, Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from orchestrator.families import MAX_BATCH, parse_model
 
 COVER_ASPECT_CHOICES = ("1:1", "3:4", "4:3", "9:16", "16:9")
 
@@ -40,6 +42,11 @@ class Settings(BaseSettings):
     triton_max_attempts: int = Field(default=3, ge=1, le=10, description="servers tried per stage before failing")
     lyricist_model: str = "lyricist"
     lm_model: str = "lm"
+    lm_aliases: dict[str, str] = Field(
+        default_factory=dict,
+        description="names clients send as lm_model_path / lm_backend -> a served LM ('lm' or 'lm:<version>'), "
+        "e.g. {\"acestep-5Hz-lm-0.6B\": \"lm\", \"pt\": \"lm\"}; other names are refused (422)",
+    )
     sampler_model: str = "sampler"
 
     # --- stages ------------------------------------------------------------------------------------------------------
@@ -47,7 +54,12 @@ class Settings(BaseSettings):
     metadata_timeout_s: float = Field(default=600.0, gt=0)
     audio_timeout_s: float = Field(default=1800.0, gt=0)
     post_timeout_s: float = Field(default=300.0, gt=0)
-    enable_lyricist: bool = Field(default=True, description="False: the song API answers 503 for sung songs")
+    enable_lyricist: bool = Field(
+        default=True,
+        # Seed 000's deployment switch is honoured as an alias; TRITONE_ENABLE_LYRICIST wins when both are set.
+        validation_alias=AliasChoices("enable_lyricist", "TRITONE_ENABLE_LYRICIST", "ACESTEP_ENABLE_LYRICIST"),
+        description="False: the song API answers 503 for sung songs (also ACESTEP_ENABLE_LYRICIST)",
+    )
     default_model: str = Field(
         default="acestep15",
         description="the song model when a request names none: acestep15 | acestep_v1 | <family>:<version set> "
@@ -67,6 +79,14 @@ class Settings(BaseSettings):
     jwt_secret: str | None = Field(default=None, description="None = a random secret kept in <data_dir>/secret")
     token_ttl_s: int = Field(default=3600, ge=1)
     signed_url_ttl_s: int = Field(default=3600, ge=1)
+    auth: Literal["required", "none"] = Field(
+        default="required",
+        description="none: no credentials, every request runs as auth_open_user — single-user machines only; the "
+        "app refuses to start unless listen_host is loopback or auth_open_allow_public is set",
+    )
+    auth_open_user: str = Field(default="local", min_length=1, max_length=64)
+    auth_open_allow_public: bool = Field(default=False, description="allow auth=none on a non-loopback listen_host")
+    listen_host: str = Field(default="127.0.0.1", description="the address the server binds (tritone serve sets it)")
 
     # --- webhooks ----------------------------------------------------------------------------------------------------
     allow_private_callbacks: bool = Field(default=False, description="allow callback_url on loopback/private hosts")
@@ -79,26 +99,53 @@ class Settings(BaseSettings):
     audio_path_root: Path | None = Field(default=None, description="the only directory *_path fields may point into")
     upload_max_bytes: int = Field(default=50 * 1024 * 1024, ge=1)
 
+    # --- hardening (issue 14): bodies, rates, per-user caps, storage lifecycle ----------------------------------------
+    json_body_max_bytes: int = Field(default=256 * 1024, ge=1024, description="JSON/form bodies, counted as streamed")
+    json_max_depth: int = Field(default=32, ge=2, le=1000, description="deepest nesting a JSON body may have")
+    login_rate: str = Field(default="10/minute", description="login attempts per username and per client address")
+    submit_rate: str = Field(default="30/minute", description="job submissions per user (limits syntax)")
+    request_rate: str = Field(default="3000/minute", description="authenticated API requests per user (limits syntax)")
+    user_queue_max: int = Field(default=20, ge=1, description="queued + running jobs one user may have")
+    admin_users: list[str] = Field(default_factory=list, description="users who see global /v1/stats and /health")
+    webhook_secrets: dict[str, str] = Field(
+        default_factory=dict, description="user -> callback signing secret; others get one derived per user"
+    )
+    stream_token_ttl_s: int = Field(default=300, ge=10, le=86400, description="life of a ?access_token= URL token")
+    retention_s: float = Field(default=7 * 86400.0, ge=0, description="job files kept after a job ends; 0 = forever")
+    sweep_interval_s: float = Field(default=600.0, gt=0, description="how often the retention sweeper runs")
+    user_storage_max_bytes: int = Field(default=5 * 1024**3, ge=0, description="per-user job files; 0 = no quota")
+    outbox_poll_s: float = Field(default=1.0, gt=0, description="how often the webhook outbox looks for due events")
+
     # --- cover art ---------------------------------------------------------------------------------------------------
     cover_api_url: str | None = Field(default=None, description="external image API; None = built-in renderer")
     cover_default_aspect: Literal["1:1", "3:4", "4:3", "9:16", "16:9"] = "1:1"
     cover_timeout_s: float = Field(default=60.0, gt=0)
+    # Tags in every delivered audio file (orchestrator/media/tags.py)
+    tag_artist: str = Field(default="Tritone", max_length=200, description="the ARTIST / TPE1 tag of every file")
+    tag_album: str = Field(default="Tritone", max_length=200, description="the ALBUM / TALB tag of every file")
 
     # --- API ---------------------------------------------------------------------------------------------------------
     poll_interval_sec: int = Field(default=5, ge=1, description="the song API's advised polling interval")
-    default_batch_size: int = Field(default=1, ge=1, le=8)
+    default_batch_size: int = Field(default=1, ge=1, le=MAX_BATCH)
+    samples_dir: Path | None = Field(
+        default=None, description="the page's samples: audio files (+ optional samples.json with titles); None = none"
+    )
+
+    # --- operations (issue 14): outages, shutdown, metrics, the locked-down Triton -----------------------------------
+    outage_backoff_max_s: float = Field(default=5.0, gt=0, description="longest wait between retries in an outage")
+    shutdown_grace_s: float = Field(default=10.0, gt=0, description="seconds a graceful shutdown may take in all")
+    metrics_token: str | None = Field(default=None, description="bearer token /metrics requires; None = open")
+    triton_restricted_key: str | None = Field(
+        default=None, description="NAME=VALUE header for Triton's restricted model-repository API (see compose.yaml)"
+    )
 
     @field_validator("default_model")
     @classmethod
     def _known_model(cls, value: str) -> str:
-        from orchestrator.services.model_catalog import parse_model
-
         return parse_model(value).id
 
     @property
     def default_model_family(self) -> str:
-        from orchestrator.services.model_catalog import parse_model
-
         return parse_model(self.default_model).family
 
     @field_validator("triton_urls")

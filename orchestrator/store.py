@@ -42,6 +42,18 @@ def _now() -> float:
     return time.time()
 
 
+def _claimed(worker_id: str, now: float, lease_s: float) -> dict[str, Any]:
+    """The columns a claim sets: running under this worker's lease, one more attempt."""
+    return {
+        "status": "running",
+        "worker_id": worker_id,
+        "lease_expires_at": now + lease_s,
+        "attempts": Job.attempts + 1,
+        "started_at": func.coalesce(Job.started_at, now),
+        "updated_at": now,
+    }
+
+
 def _claimable(now: float) -> Any:
     return or_(Job.status == "queued", and_(Job.status == "running", Job.lease_expires_at < now))
 
@@ -88,8 +100,12 @@ async def count_active(*, session: AsyncSession) -> int:
     return int((await session.execute(stmt)).scalar_one())
 
 
-async def count_by_status(*, session: AsyncSession) -> dict[str, int]:
-    rows = (await session.execute(select(Job.status, func.count()).group_by(Job.status))).all()
+async def count_by_status(*, session: AsyncSession, owner: str | None = None) -> dict[str, int]:
+    """Jobs per status: everyone's, or ``owner``'s only."""
+    stmt = select(Job.status, func.count()).group_by(Job.status)
+    if owner is not None:
+        stmt = stmt.where(Job.owner == owner)
+    rows = (await session.execute(stmt)).all()
     return {status: int(n) for status, n in rows}
 
 
@@ -105,6 +121,24 @@ async def get_jobs(*, session: AsyncSession, public_ids: Sequence[str], owner: s
         return []
     stmt = select(Job).where(Job.public_id.in_(list(public_ids)), Job.owner == owner)
     return list((await session.execute(stmt)).scalars())
+
+
+async def list_owned_jobs(
+    *,
+    session: AsyncSession,
+    owner: str,
+    kind: str,
+    statuses: Sequence[str] | None = None,
+    limit: int = 50,
+    offset: int = 0,
+) -> tuple[list[Job], int]:
+    """The owner's jobs of ``kind`` (optionally only some statuses), newest first, and how many there are."""
+    where = [Job.owner == owner, Job.kind == kind]
+    if statuses:
+        where.append(Job.status.in_(list(statuses)))
+    total = (await session.execute(select(func.count()).select_from(Job).where(*where))).scalar_one()
+    stmt = select(Job).where(*where).order_by(Job.created_at.desc(), Job.id.desc()).limit(limit).offset(offset)
+    return list((await session.execute(stmt)).scalars()), int(total)
 
 
 async def get_job_by_id(*, session: AsyncSession, job_id: int) -> Job | None:
@@ -175,28 +209,14 @@ async def claim_next_job(
             await session.execute(
                 update(Job)
                 .where(Job.id == claimed_id)
-                .values(
-                    status="running",
-                    worker_id=worker_id,
-                    lease_expires_at=now + lease_s,
-                    attempts=Job.attempts + 1,
-                    started_at=func.coalesce(Job.started_at, now),
-                    updated_at=now,
-                )
+                .values(**_claimed(worker_id, now, lease_s))
             )
     else:
         for entry in order[:64]:
             result = await session.execute(
                 update(Job)
                 .where(Job.id == entry.id, _claimable(now))
-                .values(
-                    status="running",
-                    worker_id=worker_id,
-                    lease_expires_at=now + lease_s,
-                    attempts=Job.attempts + 1,
-                    started_at=func.coalesce(Job.started_at, now),
-                    updated_at=now,
-                )
+                .values(**_claimed(worker_id, now, lease_s))
             )
             if getattr(result, "rowcount", 0) == 1:
                 claimed_id = entry.id
@@ -279,13 +299,15 @@ async def finish_job(
     return True
 
 
-async def release_job(*, session: AsyncSession, job_id: int, worker_id: str) -> bool:
-    """Hand an owned running job back to the queue (graceful shutdown): the next worker resumes it at once."""
+async def release_job(*, session: AsyncSession, job_id: int, worker_id: str, give_back_attempt: bool = True) -> bool:
+    """Hand an owned running job back to the queue (graceful shutdown, a database outage): the next worker resumes it
+    at once. The interrupted run does not count against ``job_max_attempts`` unless ``give_back_attempt`` is False."""
     now = _now()
+    attempts = case((Job.attempts > 0, Job.attempts - 1), else_=0) if give_back_attempt else Job.attempts
     result = await session.execute(
         update(Job)
         .where(_owned(job_id, worker_id))
-        .values(status="queued", worker_id=None, lease_expires_at=None, updated_at=now)
+        .values(status="queued", worker_id=None, lease_expires_at=None, updated_at=now, attempts=attempts)
     )
     if getattr(result, "rowcount", 0) == 1:
         session.add(JobEvent(job_id=job_id, kind="status", data={"status": "queued", "requeued": True}, created_at=now))

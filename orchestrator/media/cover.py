@@ -4,40 +4,29 @@
 machine has one), its caption (mood and genre words pick the palette) and its audio (the loudness envelope becomes
 a ring of bars around a record whose grooves follow the spectrum). Same inputs and seed → the same PNG bytes.
 
-``fetch_cover`` asks a configured image API instead and stores whatever PNG/JPEG it returns as a PNG.
+:func:`orchestrator.media.cover_fetch.fetch_cover` asks a configured image API instead; fonts, text layout and the
+aspect ratios are in :mod:`orchestrator.media.cover_layout`.
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
 import colorsys
-import functools
 import hashlib
 import io
-import json
 import logging
 import math
-import shutil
-import subprocess
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import urljoin
 
 import numpy as np
-from PIL import Image, ImageDraw, ImageFilter, ImageFont
+from PIL import Image, ImageDraw, ImageFilter
 
 from orchestrator.media.audio import write_atomically
+from orchestrator.media.cover_layout import AnyFont, cover_size, ink_extent, layout_text
 
 logger = logging.getLogger(__name__)
 
-COVER_ASPECTS = ("1:1", "3:4", "4:3", "9:16", "16:9")
-COVER_LONG_SIDE = 1024  # pixels on the longer edge; 9:16 → 576 x 1024, 4:3 → 1024 x 768
 
-# Largest image accepted from an external API (a 2048² PNG is ~6-12 MB).
-MAX_REMOTE_IMAGE_BYTES = 32 * 1024 * 1024
-_PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
-_JPEG_MAGIC = b"\xff\xd8\xff"
 
 # Ring of loudness bars (time) and record grooves (frequency).
 _ENVELOPE_BARS = 144
@@ -45,10 +34,6 @@ _SPECTRUM_BANDS = 40
 _SPECTRUM_FRAME = 4096  # FFT size; at 48 kHz ≈ 85 ms, 11.7 Hz per bin
 _SPECTRUM_LOW_HZ = 40.0
 _SPECTRUM_HIGH_HZ = 16_000.0
-
-
-class CoverFetchError(RuntimeError):
-    """The external cover API failed, timed out or returned something that is not a PNG/JPEG image."""
 
 
 # ----------------------------------------------------------------------------------------------------- palettes
@@ -127,182 +112,6 @@ def _palette(text: str, rng: np.random.Generator) -> _Palette:
     )
 
 
-# ------------------------------------------------------------------------------------------------------- fonts
-@dataclass(frozen=True)
-class _FontFile:
-    path: str
-    index: int
-
-
-def _rank_font(family: str, style: str) -> int:
-    score = 0
-    if "sans" in family.lower():
-        score += 4
-    if "mono" in family.lower() or "serif" in family.lower().replace("sans", ""):
-        score -= 3
-    if family.endswith(" SC") or "microhei" in family.lower().replace(" ", "") or "zenhei" in family.lower():
-        score += 2  # simplified-Chinese glyph forms first
-    if "bold" in style.lower():
-        score += 1
-    return score
-
-
-@functools.cache
-def _find_font(bold: bool) -> _FontFile | None:
-    """The best installed font for titles: a CJK-capable sans (Noto Sans CJK SC, WenQuanYi …) if fontconfig lists
-    one, else DejaVu Sans, else None (Pillow's built-in font)."""
-    candidates: list[tuple[int, _FontFile]] = []
-    if shutil.which("fc-list"):
-        for pattern, bonus in ((":lang=zh", 10), (":lang=en", 0)):
-            try:
-                listing = subprocess.run(
-                    ["fc-list", "-f", "%{file}|%{index}|%{family[0]}|%{style[0]}\n", pattern],
-                    capture_output=True,
-                    text=True,
-                    timeout=10,
-                    check=False,
-                ).stdout
-            except (OSError, subprocess.SubprocessError):
-                continue
-            for line in listing.splitlines():
-                parts = line.split("|")
-                if len(parts) != 4 or not parts[0].lower().endswith((".ttf", ".ttc", ".otf")):
-                    continue
-                file, index, family, style = parts
-                rank = bonus + _rank_font(family, style)
-                if bold != ("bold" in style.lower()):
-                    rank -= 2
-                candidates.append((rank, _FontFile(file, int(index or 0))))
-    for path in (
-        "/usr/share/fonts/truetype/dejavu/DejaVuSans-Bold.ttf",
-        "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf",
-    ):
-        if Path(path).exists():
-            candidates.append((-5, _FontFile(path, 0)))
-    if not candidates:
-        logger.warning("no TrueType font found (install fonts-noto-cjk or fonts-wqy-microhei); using Pillow's default")
-        return None
-    # Highest rank; ties broken by path so every machine with the same fonts picks the same file.
-    best = max(candidates, key=lambda c: (c[0], c[1].path, -c[1].index))[1]
-    logger.debug("cover font (bold=%s): %s#%d", bold, best.path, best.index)
-    return best
-
-
-_AnyFont = ImageFont.FreeTypeFont | ImageFont.ImageFont
-
-
-def _font(size: int, *, bold: bool) -> _AnyFont:
-    found = _find_font(bold)
-    if found is None:
-        return ImageFont.load_default(size=size)
-    return ImageFont.truetype(found.path, size=size, index=found.index)
-
-
-def _is_wide(ch: str) -> bool:
-    code = ord(ch)
-    return 0x2E80 <= code <= 0x9FFF or 0xAC00 <= code <= 0xD7AF or 0xF900 <= code <= 0xFAFF or 0xFF00 <= code <= 0xFFEF
-
-
-def _tokens(text: str) -> list[str]:
-    """Break points: each CJK character stands alone; Latin words keep their trailing space."""
-    out: list[str] = []
-    word = ""
-    for ch in text:
-        if _is_wide(ch):
-            if word:
-                out.append(word)
-                word = ""
-            out.append(ch)
-        elif ch == " ":
-            word += ch
-            out.append(word)
-            word = ""
-        else:
-            word += ch
-    if word:
-        out.append(word)
-    return out
-
-
-def _wrap(text: str, font: _AnyFont, max_width: float) -> list[str]:
-    lines: list[str] = []
-    current = ""
-    for token in _tokens(text):
-        trial = current + token
-        if current and font.getlength(trial.rstrip()) > max_width:
-            lines.append(current.rstrip())
-            current = token.lstrip()
-        else:
-            current = trial
-    if current.strip():
-        lines.append(current.rstrip())
-    return lines
-
-
-def _ellipsize(text: str, font: _AnyFont, max_width: float) -> str:
-    if font.getlength(text) <= max_width:
-        return text
-    while text and font.getlength(text + "…") > max_width:
-        text = text[:-1]
-    return text.rstrip() + "…"
-
-
-def _balanced_wrap(text: str, font: _AnyFont, max_width: float) -> list[str]:
-    """Greedy wrap, then narrow the measure as far as the line count allows, so lines come out even
-    (no lone last character under a long line)."""
-    lines = _wrap(text, font, max_width)
-    if len(lines) <= 1:
-        return lines
-    low, high = max_width / len(lines), max_width
-    for _ in range(12):
-        mid = (low + high) / 2
-        if len(_wrap(text, font, mid)) <= len(lines):
-            high = mid
-        else:
-            low = mid
-    return _wrap(text, font, high)
-
-
-def _ink_extent(font: _AnyFont) -> tuple[float, float]:
-    """Top and bottom of typical ink (Latin ascenders/descenders and a CJK ideograph) below the 'la' anchor."""
-    _, top, _, bottom = font.getbbox("国Ahgy")
-    return float(top), float(bottom)
-
-
-@dataclass
-class _TextLayout:
-    title_font: _AnyFont
-    title_lines: list[str]
-    title_size: int
-    sub_font: _AnyFont
-    subtitle: str
-    height: float
-
-
-def _layout_text(title: str, caption: str, width: float, height: float, max_lines: int = 3) -> _TextLayout:
-    """Largest title size whose lines (at most ``max_lines``) and one subtitle line fit in ``width`` x ``height``."""
-    size = int(min(width * 0.13, height * 0.42))
-    min_size = max(14, size // 4)
-    while True:
-        font = _font(size, bold=True)
-        lines = _balanced_wrap(title, font, width)
-        sub_font = _font(max(12, int(size * 0.34)), bold=False)
-        top, bottom = _ink_extent(font)
-        sub_top, sub_bottom = _ink_extent(sub_font)
-        subtitle = _ellipsize(" ".join(caption.split()), sub_font, width) if caption.strip() else ""
-        ink = bottom - top
-        total = ink * len(lines) + ink * 0.22 * (len(lines) - 1)
-        if subtitle:
-            total += size * 0.45 + (sub_bottom - sub_top)
-        if (len(lines) <= max_lines and total <= height) or size <= min_size:
-            break
-        size = max(min_size, int(size * 0.92))
-    if len(lines) > max_lines:
-        lines = lines[: max_lines - 1] + [_ellipsize("".join(lines[max_lines - 1 :]), font, width)]
-    return _TextLayout(font, lines, size, sub_font, subtitle, total)
-
-
-# ------------------------------------------------------------------------------------------------ audio features
 def _envelope(audio: np.ndarray | None, bars: int, rng: np.random.Generator) -> np.ndarray:
     """RMS loudness over ``bars`` equal time slices, scaled to [0.08, 1]. No audio → a smooth seeded curve."""
     if audio is None or np.size(audio) < bars:
@@ -341,15 +150,6 @@ def _spectrum(audio: np.ndarray | None, sample_rate: int, bands: int, rng: np.ra
 
 
 # ------------------------------------------------------------------------------------------------------ drawing
-def cover_size(aspect: str) -> tuple[int, int]:
-    """Pixel size (width, height) for an aspect ratio from :data:`COVER_ASPECTS`."""
-    if aspect not in COVER_ASPECTS:
-        raise ValueError(f"cover_size must be one of {', '.join(COVER_ASPECTS)}; got {aspect!r}")
-    w, h = (int(p) for p in aspect.split(":"))
-    scale = COVER_LONG_SIDE / max(w, h)
-    return round(w * scale), round(h * scale)
-
-
 def _seeded_rng(seed: int, title: str, caption: str) -> np.random.Generator:
     digest = hashlib.sha256(f"{seed}\x00{title}\x00{caption}".encode()).digest()
     return np.random.default_rng(int.from_bytes(digest[:8], "little"))
@@ -449,15 +249,15 @@ def _draw_text_block(
 ) -> None:
     left, top, right, bottom = box
     width = right - left
-    lay = _layout_text(title.strip() or "Untitled", caption, width, bottom - top)
+    lay = layout_text(title.strip() or "Untitled", caption, width, bottom - top)
     size = lay.title_size
     text_layer = Image.new("RGBA", canvas.size, (0, 0, 0, 0))
     shadow_layer = Image.new("RGBA", canvas.size, (0, 0, 0, 0))
     draw, shade = ImageDraw.Draw(text_layer), ImageDraw.Draw(shadow_layer)
 
-    def place(text: str, font: _AnyFont, ink_top: float, fill: tuple[int, ...]) -> float:
+    def place(text: str, font: AnyFont, ink_top: float, fill: tuple[int, ...]) -> float:
         """Draw one line with its ink starting at ``ink_top``; returns where its ink ends."""
-        y0, y1 = _ink_extent(font)
+        y0, y1 = ink_extent(font)
         x = left if align == "left" else left + (width - font.getlength(text)) / 2
         shade.text((x + size * 0.04, ink_top - y0 + size * 0.05), text, font=font, fill=(0, 0, 0, 170))
         draw.text((x, ink_top - y0), text, font=font, fill=fill)
@@ -517,103 +317,3 @@ def render_cover(
     buffer = io.BytesIO()
     canvas.convert("RGB").save(buffer, format="PNG")
     return write_atomically(Path(path).with_suffix(".png"), buffer.getvalue())
-
-
-# -------------------------------------------------------------------------------------------- external image API
-async def fetch_cover(
-    *,
-    url: str,
-    prompt: str,
-    aspect: str,
-    path: Path,
-    timeout_s: float,
-    api_key: str | None = None,
-) -> Path:
-    """Ask an image API for a cover and store it as PNG at ``path`` (suffix forced to ``.png``).
-
-    Sends ``POST url`` with JSON ``{"prompt", "aspect_ratio"}`` (and ``Authorization: Bearer`` when ``api_key`` is
-    set). Accepts image bytes (PNG/JPEG), or JSON with ``b64_json`` or ``url`` — at the top level or in
-    ``data[0]`` (OpenAI-style). The whole exchange, including a follow-up download, must finish within
-    ``timeout_s``. Raises :class:`CoverFetchError` naming the problem, ValueError for a bad aspect.
-    """
-    import asyncio
-
-    import httpx
-
-    if aspect not in COVER_ASPECTS:
-        raise ValueError(f"cover_size must be one of {', '.join(COVER_ASPECTS)}; got {aspect!r}")
-    if timeout_s <= 0:
-        raise ValueError(f"timeout_s must be > 0, got {timeout_s}")
-    headers = {"Accept": "image/png, image/jpeg, application/json"}
-    if api_key:
-        headers["Authorization"] = f"Bearer {api_key}"
-
-    async def exchange() -> bytes:
-        async with httpx.AsyncClient(timeout=timeout_s, follow_redirects=True) as client:
-            response = await client.post(url, json={"prompt": prompt, "aspect_ratio": aspect}, headers=headers)
-            body = _checked_body(url, response)
-            if body.startswith((_PNG_MAGIC, _JPEG_MAGIC)):
-                return body
-            image_url, b64 = _parse_image_json(url, response, body)
-            if b64 is not None:
-                return b64
-            assert image_url is not None
-            target = urljoin(url, image_url)
-            download = await client.get(target, headers={"Accept": "image/png, image/jpeg"})
-            return _checked_body(target, download)
-
-    try:
-        data = await asyncio.wait_for(exchange(), timeout=timeout_s)
-    except (TimeoutError, httpx.TimeoutException) as exc:
-        raise CoverFetchError(f"cover API {url} did not answer within {timeout_s:g} s") from exc
-    except httpx.HTTPError as exc:
-        raise CoverFetchError(f"cover API {url} could not be reached: {exc}") from exc
-
-    if not data.startswith((_PNG_MAGIC, _JPEG_MAGIC)):
-        raise CoverFetchError(f"cover API {url} returned {len(data)} bytes that are not a PNG or JPEG image")
-    try:
-        with Image.open(io.BytesIO(data)) as img:
-            img.load()
-            converted = img.convert("RGBA" if img.mode in ("RGBA", "LA", "P") else "RGB")
-    except (OSError, ValueError, Image.DecompressionBombError) as exc:
-        raise CoverFetchError(f"cover API {url} returned a broken image: {exc}") from exc
-    buffer = io.BytesIO()
-    converted.save(buffer, format="PNG")
-    out = write_atomically(Path(path).with_suffix(".png"), buffer.getvalue())
-    logger.info("cover from %s: %dx%d → %s", url, converted.width, converted.height, out)
-    return out
-
-
-def _checked_body(url: str, response) -> bytes:  # response: httpx.Response (imported lazily)
-    if response.status_code >= 400:
-        snippet = response.text[:200].strip() if response.content else ""
-        raise CoverFetchError(f"cover API {url} answered HTTP {response.status_code}: {snippet or 'no body'}")
-    body = bytes(response.content)
-    if len(body) > MAX_REMOTE_IMAGE_BYTES:
-        raise CoverFetchError(f"cover API {url} returned {len(body)} bytes; the limit is {MAX_REMOTE_IMAGE_BYTES}")
-    if not body:
-        raise CoverFetchError(f"cover API {url} returned an empty body")
-    return body
-
-
-def _parse_image_json(url: str, response, body: bytes) -> tuple[str | None, bytes | None]:
-    try:
-        payload = json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        kind = response.headers.get("content-type", "unknown content type")
-        raise CoverFetchError(
-            f"cover API {url} returned {kind} that is neither a PNG/JPEG image nor JSON with 'b64_json' or 'url'"
-        ) from exc
-    entry = payload
-    if isinstance(payload, dict) and isinstance(payload.get("data"), list) and payload["data"]:
-        entry = payload["data"][0]
-    if not isinstance(entry, dict):
-        raise CoverFetchError(f"cover API {url} returned JSON without 'b64_json' or 'url'")
-    if isinstance(entry.get("b64_json"), str):
-        try:
-            return None, base64.b64decode(entry["b64_json"], validate=True)
-        except (binascii.Error, ValueError) as exc:
-            raise CoverFetchError(f"cover API {url} returned 'b64_json' that is not valid base64") from exc
-    if isinstance(entry.get("url"), str) and entry["url"]:
-        return entry["url"], None
-    raise CoverFetchError(f"cover API {url} returned JSON without 'b64_json' or 'url' (keys: {sorted(entry)})")

@@ -3,7 +3,10 @@
 - ``POST /v1/music/generate`` → ``{job_id, status, queue_position}``; ``GET /v1/jobs/{job_id}`` (the page's shapes);
 - ``POST /release_task`` → ``{data: {task_id, status, queue_position}, code, error, timestamp, extra}`` and
   ``POST /query_result`` (``task_id_list``) — upstream's renamed endpoints, in its response wrapper;
-- ``GET /v1/models``, ``GET /v1/stats``.
+- ``GET /v1/stats``; the models, upstream's LM routes and seed 001's call are in ``acestep_compat.py``, the chat
+  route in ``chat.py``.
+
+Credentials: a header, or upstream's ``ai_token`` body field (``MaybeUser`` + ``body_user``).
 
 ``/v1/music/generate`` and ``/release_task`` take JSON, form-urlencoded or multipart bodies (``src_audio`` /
 ``reference_audio`` uploads, also under upstream's ``ctx_audio`` / ``ref_audio``).
@@ -20,9 +23,8 @@ from starlette.datastructures import UploadFile
 
 from orchestrator import store
 from orchestrator.errors import ApiError, validation_error
-from orchestrator.routers.deps import Ctx, User
+from orchestrator.routers.deps import Ctx, MaybeUser, User, body_user
 from orchestrator.schemas.acestep import (
-    MODEL_FAMILIES,
     JobCancelled,
     JobCreated,
     JobPublic,
@@ -30,8 +32,7 @@ from orchestrator.schemas.acestep import (
     QueryResultRequest,
 )
 from orchestrator.schemas.common import ErrorEnvelope
-from orchestrator.services import views
-from orchestrator.services.model_catalog import describe_models, model_listing, parse_model
+from orchestrator.services import acestep_views, views
 
 router = APIRouter(tags=["ace-step"])
 
@@ -95,7 +96,8 @@ async def _read_upload(ctx: Ctx, name: str, upload: UploadFile) -> bytes:
     return data
 
 
-async def _parse_generate(request: Request, ctx: Ctx) -> tuple[MusicGenerateCreate, dict[str, bytes]]:
+async def parse_generate(request: Request, ctx: Ctx) -> tuple[MusicGenerateCreate, dict[str, bytes], dict[str, Any]]:
+    """The body (JSON, form or multipart) as the request model, its uploads, and the raw fields (``ai_token``)."""
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     uploads: dict[str, bytes] = {}
     raw: Any
@@ -137,25 +139,29 @@ async def _parse_generate(request: Request, ctx: Ctx) -> tuple[MusicGenerateCrea
         if key in _UPLOAD_FIELDS and isinstance(raw[key], str):
             raise ApiError(422, f"{key}: must be uploaded as a file (multipart/form-data)", field=key)
     try:
-        return MusicGenerateCreate.model_validate(raw), uploads
+        return MusicGenerateCreate.model_validate(raw), uploads, raw
     except ValidationError as exc:
+        if raw.get("ai_token"):
+            body_user(ctx, None, raw)  # a bad credential answers 401 before the body's 422
         raise validation_error(exc.errors(), MusicGenerateCreate) from None
 
 
-async def _submit(request: Request, ctx: Ctx, user: str) -> tuple[str, int]:
-    body, uploads = await _parse_generate(request, ctx)
-    job = await ctx.jobs.submit_music(owner=user, body=body, uploads=uploads)
+async def _submit(request: Request, ctx: Ctx, user: str | None) -> tuple[str, int]:
+    body, uploads, raw = await parse_generate(request, ctx)
+    owner = body_user(ctx, user, raw)
+    job = await ctx.jobs.submit_music(owner=owner, body=body, uploads=uploads)
     return job.public_id, await ctx.queue_info.position(job.public_id)
 
 
 @router.post("/v1/music/generate", response_model=JobCreated, responses=_ERRORS, openapi_extra=_generate_openapi())
-async def generate(request: Request, ctx: Ctx, user: User) -> JobCreated:
+async def generate(request: Request, ctx: Ctx, user: MaybeUser) -> JobCreated:
     job_id, position = await _submit(request, ctx, user)
     return JobCreated(job_id=job_id, queue_position=position)
 
 
 @router.post("/release_task", responses=_ERRORS, openapi_extra=_generate_openapi())
-async def release_task(request: Request, ctx: Ctx, user: User) -> dict[str, Any]:
+async def release_task(request: Request, ctx: Ctx, user: MaybeUser) -> dict[str, Any]:
+    """Upstream's submission; credentials also as its ``ai_token`` body field."""
     job_id, position = await _submit(request, ctx, user)
     return views.wrapped({"task_id": job_id, "status": "queued", "queue_position": position})
 
@@ -166,7 +172,7 @@ async def get_job(job_id: str, ctx: Ctx, user: User) -> JobPublic:
         job = await store.get_job(session=session, public_id=job_id, owner=user)
     if job is None:
         raise ApiError(404, f"unknown job_id {job_id!r}", field="job_id")
-    return await views.job_public(job, queue_info=ctx.queue_info, auth=ctx.auth)
+    return await acestep_views.job_public(job, queue_info=ctx.queue_info, auth=ctx.auth)
 
 
 @router.post("/v1/jobs/{job_id}/cancel", response_model=JobCancelled, responses=_ERRORS)
@@ -191,8 +197,9 @@ _QUERY_OPENAPI = {
 
 
 @router.post("/query_result", responses=_ERRORS, openapi_extra=_QUERY_OPENAPI)
-async def query_result(request: Request, ctx: Ctx, user: User) -> dict[str, Any]:
-    """Batch status of tasks (``task_id_list``: a list, or a JSON array string as upstream sends it)."""
+async def query_result(request: Request, ctx: Ctx, user: MaybeUser) -> dict[str, Any]:
+    """Batch status of tasks (``task_id_list``: a list, or a JSON array string as upstream sends it). An id the caller
+    has no task under is answered as upstream does: status 0, result ``[]``."""
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     raw: Any
     if content_type in ("application/x-www-form-urlencoded", "multipart/form-data"):
@@ -205,40 +212,32 @@ async def query_result(request: Request, ctx: Ctx, user: User) -> dict[str, Any]
             raise ApiError(422, f"body: not valid JSON ({exc})", field="body") from None
     if not isinstance(raw, dict):
         raise ApiError(422, "body: must be a JSON object with task_id_list", field="body")
+    owner = body_user(ctx, user, raw)
     try:
         body = QueryResultRequest.model_validate(raw)
     except ValidationError as exc:
         raise validation_error(exc.errors(), QueryResultRequest) from None
     async with ctx.sessions() as session:
-        jobs = await store.get_jobs(session=session, public_ids=body.task_id_list, owner=user)
+        jobs = await store.get_jobs(session=session, public_ids=body.task_id_list, owner=owner)
     by_id = {job.public_id: job for job in jobs}
-    return views.wrapped([views.query_result_entry(by_id[t], ctx.auth) for t in body.task_id_list if t in by_id])
-
-
-@router.get("/v1/models", responses=_ERRORS)
-async def models(ctx: Ctx, user: User) -> dict[str, Any]:
-    """Both families with the version sets the sampler serves (it describes itself); ``model`` ids of the form
-    ``<family>:<version set>`` are what the APIs' ``model`` field takes."""
-    served = await ctx.gateway.models()
-    described, error = await describe_models(ctx.gateway, ctx.settings.sampler_model)
-    default = parse_model(ctx.settings.default_model)
     return views.wrapped(
-        {
-            "models": model_listing(described, default),
-            "default_model": default.id,
-            "aliases": sorted(MODEL_FAMILIES),
-            "catalog_error": error,
-            "triton_models": served,
-        }
+        [
+            acestep_views.query_result_entry(by_id[t], ctx.auth) if t in by_id else acestep_views.unknown_task_entry(t)
+            for t in body.task_id_list
+        ]
     )
 
 
 @router.get("/v1/stats", responses=_ERRORS)
 async def stats(ctx: Ctx, user: User) -> dict[str, Any]:
+    # The caller's own jobs; everyone's for TRITONE_ADMIN_USERS (one tenant must not learn another's load).
+    admin = user in ctx.settings.admin_users
     async with ctx.sessions() as session:
-        counts = await store.count_by_status(session=session)
+        counts = await store.count_by_status(session=session, owner=None if admin else user)
     return views.wrapped(
         {
+            "scope": "global" if admin else "user",
+            "user_queue_max": ctx.settings.user_queue_max,
             "jobs": {
                 "total": sum(counts.values()),
                 **{s: counts.get(s, 0) for s in ("queued", "running", "succeeded", "failed", "cancelled")},

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from collections.abc import Mapping
+from typing import Annotated, Any
 
 from fastapi import Depends, Query, Request
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
@@ -10,7 +11,7 @@ from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBea
 from orchestrator.context import AppContext
 from orchestrator.errors import ApiError
 
-bearer_scheme = HTTPBearer(auto_error=False, description="a token from POST /auth/login")
+bearer_scheme = HTTPBearer(auto_error=False, description="an API key, or a token from POST /auth/login")
 api_key_scheme = APIKeyHeader(name="X-API-Key", auto_error=False, description="an API key from TRITONE_API_KEYS")
 
 
@@ -22,20 +23,43 @@ def get_ctx(request: Request) -> AppContext:
 Ctx = Annotated[AppContext, Depends(get_ctx)]
 
 
-def identify(
+_AUTH_REQUIRED = (
+    "authentication required: send 'Authorization: Bearer <API key or token from POST /auth/login>', "
+    "'X-API-Key: <key>', or upstream's 'ai_token' body field"
+)
+
+
+def identify_optional(
     ctx: AppContext, bearer: HTTPAuthorizationCredentials | None, api_key: str | None, access_token: str | None = None
-) -> str:
+) -> str | None:
+    """The caller from the credentials sent (a bad one is a 401); None when none were sent and auth is required.
+    Bearer values may be an API key (upstream's convention) or a login token. ``TRITONE_AUTH=none``: the open user."""
     if api_key:
         return ctx.auth.user_from_api_key(api_key)
     if bearer is not None and bearer.credentials:
-        return ctx.auth.user_from_token(bearer.credentials)
+        return ctx.auth.user_from_credential(bearer.credentials)
     if access_token:
         return ctx.auth.user_from_token(access_token)
-    raise ApiError(
-        401,
-        "authentication required: send 'Authorization: Bearer <token>' (POST /auth/login) or 'X-API-Key: <key>'",
-        headers={"WWW-Authenticate": "Bearer"},
-    )
+    return ctx.auth.open_user
+
+
+def identify(
+    ctx: AppContext, bearer: HTTPAuthorizationCredentials | None, api_key: str | None, access_token: str | None = None
+) -> str:
+    user = identify_optional(ctx, bearer, api_key, access_token)
+    if user is None:
+        raise ApiError(401, _AUTH_REQUIRED, headers={"WWW-Authenticate": "Bearer"})
+    return user
+
+
+def body_user(ctx: AppContext, user: str | None, body: Mapping[str, Any]) -> str:
+    """The caller of a route that also takes upstream's ``ai_token`` body field (an API key or a login token)."""
+    token = body.get("ai_token")
+    if isinstance(token, str) and token.strip():
+        return ctx.auth.user_from_credential(token.strip())
+    if user is None:
+        raise ApiError(401, _AUTH_REQUIRED, headers={"WWW-Authenticate": "Bearer"})
+    return user
 
 
 def current_user(
@@ -43,19 +67,36 @@ def current_user(
     bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer_scheme)],
     api_key: Annotated[str | None, Depends(api_key_scheme)],
 ) -> str:
-    return identify(ctx, bearer, api_key)
+    user = identify(ctx, bearer, api_key)
+    ctx.jobs.limits.check_request(user)  # TRITONE_REQUEST_RATE per user (a key counts as its user): 429 + Retry-After
+    return user
 
 
 def current_user_or_query_token(
     ctx: Ctx,
+    request: Request,
     bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer_scheme)],
     api_key: Annotated[str | None, Depends(api_key_scheme)],
     access_token: Annotated[
-        str | None, Query(max_length=4096, description="for EventSource and <audio src>, which cannot send headers")
+        str | None,
+        Query(max_length=4096, description="for EventSource: a short-lived token from POST /auth/url-token"),
     ] = None,
 ) -> str:
-    return identify(ctx, bearer, api_key, access_token)
+    if access_token and not api_key and (bearer is None or not bearer.credentials):
+        job_id = request.path_params.get("job_id") or request.query_params.get("intent_id")
+        return ctx.auth.user_from_url_token(access_token, purpose="events", job_id=job_id)
+    return identify(ctx, bearer, api_key)
+
+
+def optional_user(
+    ctx: Ctx,
+    bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer_scheme)],
+    api_key: Annotated[str | None, Depends(api_key_scheme)],
+) -> str | None:
+    return identify_optional(ctx, bearer, api_key)
 
 
 User = Annotated[str, Depends(current_user)]
+# For routes that read upstream's ``ai_token`` from the body: resolve with :func:`body_user`.
+MaybeUser = Annotated[str | None, Depends(optional_user)]
 StreamUser = Annotated[str, Depends(current_user_or_query_token)]

@@ -20,7 +20,7 @@ from orchestrator.context import AppContext
 from orchestrator.db import Job
 from orchestrator.errors import ApiError
 from orchestrator.routers.deps import Ctx, StreamUser
-from orchestrator.services import views
+from orchestrator.services import acestep_views, views
 
 router = APIRouter(tags=["events"])
 
@@ -40,7 +40,7 @@ async def _final(ctx: AppContext, job: Job, song: bool) -> tuple[str, dict[str, 
     if job.status == "succeeded":
         if song:
             return "done", (await views.song_status(job, queue_info=ctx.queue_info, auth=ctx.auth)).model_dump()
-        return "done", (await views.job_public(job, queue_info=ctx.queue_info, auth=ctx.auth)).model_dump()
+        return "done", (await acestep_views.job_public(job, queue_info=ctx.queue_info, auth=ctx.auth)).model_dump()
     if job.status == "failed":
         return "failed", {"status": "failed", "error": job.error}
     return "status", _status_payload(job, song)

@@ -1,13 +1,14 @@
 """Generated files: ``GET /v1/files/{job_id}/{name}`` and upstream's ``GET /v1/audio?path=<job_id>/<name>``.
 
 Access: an expiring signed link (``expires`` + ``sig``, as the status answers hand out), or the owner's credentials
-(header, or ``?access_token=`` for ``<audio src>``). Only a job's result files are served — never uploads or
-checkpoints — and names are checked before they touch the file system.
+(header, or ``?access_token=`` with a short-lived files token from ``POST /auth/url-token``). Only a job's result
+files are served — never uploads or checkpoints — and names are checked before they touch the file system.
 """
 
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query
@@ -23,33 +24,49 @@ router = APIRouter(tags=["files"])
 
 _NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
 _JOB_RE = re.compile(r"^[0-9a-f-]{36}$")
-_MEDIA_TYPES = {".flac": "audio/flac", ".wav": "audio/wav", ".mp3": "audio/mpeg", ".png": "image/png"}
+_MEDIA_TYPES = {
+    ".flac": "audio/flac", ".wav": "audio/wav", ".mp3": "audio/mpeg", ".png": "image/png",
+    ".lrc": "text/plain; charset=utf-8",  # lyric timing beside the audio (align_lyrics)
+}
 
 
-async def _serve(
-    ctx: Ctx,
-    job_id: str,
-    name: str,
-    expires: int | None,
-    sig: str | None,
-    bearer: HTTPAuthorizationCredentials | None,
-    api_key: str | None,
-    access_token: str | None,
-) -> FileResponse:
+@dataclass(frozen=True)
+class FileCredentials:
+    """What a file request may carry: a signed link (``expires`` + ``sig``), the owner's header credentials, or a
+    short-lived files token in ``?access_token=``."""
+
+    bearer: HTTPAuthorizationCredentials | None
+    api_key: str | None
+    expires: int | None
+    sig: str | None
+    access_token: str | None
+
+
+async def _serve(ctx: Ctx, job_id: str, name: str, creds: FileCredentials) -> FileResponse:
+    bearer, api_key, expires, sig = creds.bearer, creds.api_key, creds.expires, creds.sig
+    access_token = creds.access_token
     if not _JOB_RE.match(job_id) or not _NAME_RE.match(name) or ".." in name:
         raise ApiError(404, f"no such file: {job_id}/{name}", field="path")
     path_key = f"{job_id}/{name}"
     owner: str | None = None
-    if sig is not None or expires is not None:
+    headers = bool(api_key) or (bearer is not None and bool(bearer.credentials)) or ctx.auth.open_user is not None
+    if headers:  # the owner's credentials win over a link's expiry (upstream's clients keep the path they got)
+        owner = identify(ctx, bearer, api_key)
+    elif sig is not None or expires is not None:
         if sig is None or expires is None:
             raise ApiError(403, "a signed link needs both 'expires' and 'sig'", field="sig")
         ctx.auth.check_signature(path_key, expires, sig)
     else:
-        owner = identify(ctx, bearer, api_key, access_token)
+        if access_token and not api_key and (bearer is None or not bearer.credentials):
+            owner = ctx.auth.user_from_url_token(access_token, purpose="files", job_id=job_id)
+        else:
+            owner = identify(ctx, bearer, api_key)
     async with ctx.sessions() as session:
         job = await store.get_job(session=session, public_id=job_id, owner=owner)
     result = (job.result or {}) if job is not None else {}
-    served = {item.get("file") for item in result.get("items", [])} | {result.get("cover")}
+    items = result.get("items", [])
+    served = {item.get("file") for item in items} | {item.get("lrc_file") for item in items} | {result.get("cover")}
+    served.discard(None)
     if job is None or name not in served:
         raise ApiError(404, f"no such file: {path_key}", field="path")
     path = job_dir(ctx.settings, job_id) / name
@@ -66,29 +83,25 @@ Bearer = Annotated[HTTPAuthorizationCredentials | None, Depends(bearer_scheme)]
 ApiKey = Annotated[str | None, Depends(api_key_scheme)]
 
 
+def _credentials(
+    bearer: Bearer, api_key: ApiKey, expires: Expires = None, sig: Sig = None, access_token: AccessToken = None
+) -> FileCredentials:
+    return FileCredentials(bearer, api_key, expires, sig, access_token)
+
+
+Credentials = Annotated[FileCredentials, Depends(_credentials)]
+
+
 @router.get("/v1/files/{job_id}/{name}", response_class=FileResponse, responses={403: {}, 404: {}})
-async def get_file(
-    job_id: str,
-    name: str,
-    ctx: Ctx,
-    bearer: Bearer,
-    api_key: ApiKey,
-    expires: Expires = None,
-    sig: Sig = None,
-    access_token: AccessToken = None,
-) -> FileResponse:
-    return await _serve(ctx, job_id, name, expires, sig, bearer, api_key, access_token)
+async def get_file(job_id: str, name: str, ctx: Ctx, creds: Credentials) -> FileResponse:
+    return await _serve(ctx, job_id, name, creds)
 
 
 @router.get("/v1/audio", response_class=FileResponse, responses={403: {}, 404: {}})
 async def get_audio(
     path: Annotated[str, Query(min_length=1, max_length=256, description="<job_id>/<file name>")],
     ctx: Ctx,
-    bearer: Bearer,
-    api_key: ApiKey,
-    expires: Expires = None,
-    sig: Sig = None,
-    access_token: AccessToken = None,
+    creds: Credentials,
 ) -> FileResponse:
     job_id, _, name = path.strip("/").partition("/")
-    return await _serve(ctx, job_id, name, expires, sig, bearer, api_key, access_token)
+    return await _serve(ctx, job_id, name, creds)

@@ -4,30 +4,41 @@
 from __future__ import annotations
 
 import json
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from orchestrator.schemas.common import (
-    SEED_MAX,
-    VOCAL_LANGUAGES,
-    AudioFormat,
-    CallbackUrl,
-    KeyScale,
-    Text,
-    TrackClass,
+from orchestrator.families import (
+    ALIASES,
+    MAX_BATCH,
+    MAX_DURATION,
+    MAX_SEED,
+    MAX_STEPS,
+    MIN_DURATION,
+    MIN_STEPS,
+    family_facts,
+    parse_model,
 )
-from orchestrator.services.model_catalog import ALIASES, parse_model
+from orchestrator.schemas.common import VOCAL_LANGUAGES, AudioFormat, CallbackUrl, KeyScale, Text, TrackClass
+from orchestrator.schemas.lyrics import ALIGN_LYRICS_DESCRIPTION, ItemLyrics
 
 TaskType = Literal["text2music", "cover", "repaint", "extract", "lego", "complete"]
+TASK_TYPES: tuple[str, ...] = get_args(TaskType)
 # Task types that start from a source waveform (``src_audio`` upload or ``src_audio_path``).
 TASKS_NEEDING_SOURCE = ("cover", "repaint", "extract", "lego", "complete")
 # Upstream skips the LM's code generation for these: they work on the source audio directly.
 TASKS_WITHOUT_LM_CODES = ("cover", "repaint", "extract")
 # Model names accepted in ``model`` (upstream DiT names map onto Tritone's families; ``<family>:<version set>``
-# picks a version set, see orchestrator.services.model_catalog).
+# picks a version set, see orchestrator.families).
 MODEL_FAMILIES = {name: family for name, (family, _) in ALIASES.items()}
 _TIME_SIGNATURES = {"2": "2", "3": "3", "4": "4", "6": "6", "2/4": "2", "3/4": "3", "4/4": "4", "6/8": "6"}
+
+
+def music_task_types(family: str) -> tuple[str, ...]:
+    """The API's task types that ``family`` serves (its facts may name more, e.g. v1's retake and extend, which this
+    API does not offer)."""
+    served = family_facts(family).task_types
+    return tuple(t for t in TASK_TYPES if t in served)
 
 
 def _alias(*names: str) -> AliasChoices:
@@ -41,8 +52,9 @@ class MusicGenerateCreate(BaseModel):
     caption: Text = Field(default="", max_length=2000, validation_alias=_alias("caption", "prompt"))
     lyrics: Text = Field(default="", max_length=10000)
     thinking: bool = Field(default=False, description="use the 5 Hz LM to write audio codes for the DiT")
+    instrumental: bool = Field(default=False, description="no vocals: the lyrics become '[Instrumental]'")
     vocal_language: Text = Field(default="en", max_length=16, description="ISO 639 code: en, zh, ja, ... or unknown")
-    audio_format: AudioFormat = "mp3"
+    audio_format: AudioFormat = Field(default="mp3", validation_alias=_alias("audio_format", "output_format", "format"))
     # sample / description mode (the LM's "inspire" mode writes caption, lyrics and metadata)
     sample_mode: bool = False
     sample_query: Text = Field(
@@ -51,8 +63,17 @@ class MusicGenerateCreate(BaseModel):
     model: Text | None = Field(
         default=None,
         max_length=80,
-        description="song model: acestep15 | acestep_v1 | <family>:<version set> | an upstream name; "
-        "null = the deployment's default (GET /v1/models lists them)",
+        description="song model: acestep15 | acestep_v1 | an upstream name (acestep-v15-turbo, ...) | "
+        "<family>:<version set> | <name>@<version set> (pinned: must be served); null = the deployment's default "
+        "(GET /v1/models lists them)",
+    )
+    version_set: Text | None = Field(
+        default=None, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$",
+        description="pin the version set (same as model '<name>@<set>'); must be served",
+    )
+    network_versions: dict[str, str] | None = Field(
+        default=None, max_length=16, validation_alias=_alias("network_versions", "versions"),
+        description="pin single networks, e.g. {\"dit\": \"2\"} (a canary DiT), on top of the version set",
     )
     # music attributes
     bpm: int | None = Field(default=None, ge=30, le=300)
@@ -64,8 +85,8 @@ class MusicGenerateCreate(BaseModel):
     )
     audio_duration: float | None = Field(
         default=None,
-        ge=10,
-        le=600,
+        ge=MIN_DURATION,
+        le=MAX_DURATION,
         validation_alias=_alias("audio_duration", "duration", "audioDuration", "target_duration"),
     )
     # audio codes
@@ -73,19 +94,22 @@ class MusicGenerateCreate(BaseModel):
         default="", validation_alias=_alias("audio_code_string", "audioCodeString")
     )
     # generation control
-    inference_steps: int = Field(default=8, ge=1, le=200)
+    inference_steps: int = Field(default=8, ge=MIN_STEPS, le=MAX_STEPS)
     guidance_scale: float = Field(default=7.0, ge=0.0, le=30.0)
     use_random_seed: bool = True
-    seed: int = Field(default=-1, ge=-1, le=SEED_MAX)
-    batch_size: int | None = Field(default=None, ge=1, le=8)
+    seed: int = Field(default=-1, ge=-1, le=MAX_SEED)
+    batch_size: int | None = Field(default=None, ge=1, le=MAX_BATCH)
     shift: float = Field(default=3.0, ge=1.0, le=5.0)
-    timesteps: list[float] | None = Field(default=None, max_length=201)
+    timesteps: list[float] | None = Field(default=None, max_length=MAX_STEPS + 1)
     use_adg: bool = False
+    align_lyrics: bool = Field(default=False, description=ALIGN_LYRICS_DESCRIPTION)
     cfg_interval_start: float = Field(default=0.0, ge=0.0, le=1.0)
     cfg_interval_end: float = Field(default=1.0, ge=0.0, le=1.0)
     # 5 Hz LM
     lm_model_path: Text | None = Field(default=None, max_length=256)
-    lm_backend: Literal["vllm", "pt"] = "vllm"
+    lm_backend: Text | None = Field(
+        default=None, max_length=32, description="a served LM (or a TRITONE_LM_ALIASES name, e.g. vllm/pt)"
+    )
     lm_temperature: float = Field(default=0.85, ge=0.0, le=2.0)
     lm_cfg_scale: float = Field(default=2.0, ge=1.0, le=10.0)
     lm_negative_prompt: Text = Field(default="NO USER INPUT", max_length=2000)
@@ -97,8 +121,10 @@ class MusicGenerateCreate(BaseModel):
     src_audio_path: Text | None = Field(default=None, max_length=4096)
     task_type: TaskType = "text2music"
     instruction: Text | None = Field(default=None, max_length=2000)
-    repainting_start: float = Field(default=0.0, ge=0.0, le=600.0)
-    repainting_end: float | None = Field(default=None, ge=-1.0, le=600.0, description="seconds; -1/null = the end")
+    repainting_start: float = Field(default=0.0, ge=0.0, le=float(MAX_DURATION))
+    repainting_end: float | None = Field(
+        default=None, ge=-1.0, le=float(MAX_DURATION), description="seconds; -1/null = the end"
+    )
     audio_cover_strength: float = Field(default=1.0, ge=0.0, le=1.0)
     track_name: TrackClass | None = None
     complete_track_classes: list[TrackClass] | None = Field(default=None, max_length=12)
@@ -140,7 +166,7 @@ class MusicGenerateCreate(BaseModel):
         if value is None:
             return None
         if len(value) < 2 or any(not 0.0 <= v <= 1.0 for v in value):
-            raise ValueError("must hold 2..201 numbers in [0, 1]")
+            raise ValueError(f"must hold 2..{MAX_STEPS + 1} numbers in [0, 1]")
         if any(b >= a for a, b in zip(value, value[1:], strict=False)):
             raise ValueError("must be strictly decreasing (from noise to clean), e.g. '0.97,0.5,0'")
         return value
@@ -160,8 +186,8 @@ class MusicGenerateCreate(BaseModel):
     @classmethod
     def _codes_size(cls, value: str | list[str]) -> str | list[str]:
         items = [value] if isinstance(value, str) else value
-        if len(items) > 8 or any(len(v) > 200_000 for v in items):
-            raise ValueError("must be a string (or up to 8 strings) of at most 200000 characters each")
+        if len(items) > MAX_BATCH or any(len(v) > 200_000 for v in items):
+            raise ValueError(f"must be a string (or up to {MAX_BATCH} strings) of at most 200000 characters each")
         return value
 
     @field_validator("model")
@@ -169,7 +195,30 @@ class MusicGenerateCreate(BaseModel):
     def _model(cls, value: str | None) -> str | None:
         if value is None or not value.strip():
             return None
-        return parse_model(value).id
+        parse_model(value)  # raises naming the accepted forms
+        return value.strip()
+
+    @field_validator("complete_track_classes", mode="before")
+    @classmethod
+    def _track_list(cls, value: Any) -> Any:
+        # Form clients send lists as "drums,bass" (JavaScript's String(array)).
+        if isinstance(value, str):
+            return [v.strip() for v in value.split(",") if v.strip()] or None
+        return value
+
+    @field_validator("network_versions", mode="before")
+    @classmethod
+    def _versions(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            if not value.strip():
+                return None
+            try:
+                value = json.loads(value)
+            except ValueError:
+                raise ValueError('must be a JSON object of network -> version, e.g. {"dit": "2"}') from None
+        if isinstance(value, dict):
+            return {str(k): str(v) for k, v in value.items()}
+        return value
 
     @model_validator(mode="after")
     def _cross_fields(self) -> MusicGenerateCreate:
@@ -204,6 +253,13 @@ class JobResultPublic(BaseModel):
     metas: dict[str, Any] = Field(default_factory=dict)
     lyrics: str | None = None
     caption: str | None = None
+    dit_model: str = Field(default="", description="the model that ran, under the name clients know")
+    lm_model: str = Field(default="", description="the LM that ran ('' when none did)")
+    model: dict[str, Any] | None = Field(
+        default=None, description="name, family, version_set, network versions, requested name, fallback"
+    )
+    # One per audio path when the request set align_lyrics (null otherwise).
+    alignment: list[ItemLyrics] | None = None
 
 
 class JobPublic(BaseModel):
@@ -211,9 +267,11 @@ class JobPublic(BaseModel):
     status: Literal["queued", "running", "succeeded", "failed", "cancelled"]
     stage: str | None = None
     created_at: float
+    started_at: float | None = None
     finished_at: float | None = None
     queue_position: int
     eta_seconds: float | None = None
+    avg_job_seconds: float | None = None
     progress: dict[str, Any] | None = None
     result: JobResultPublic | None = None
     error: str | None = None

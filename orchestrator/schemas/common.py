@@ -26,8 +26,6 @@ TRACK_CLASSES: tuple[str, ...] = get_args(TrackClass)
 AudioFormat = Literal["flac", "wav", "wav32", "mp3"]
 CoverAspect = Literal["1:1", "3:4", "4:3", "9:16", "16:9"]
 
-SEED_MAX = 2**32 - 1
-
 
 def _no_nul(value: str) -> str:
     # PostgreSQL text cannot hold NUL, and no caption or lyric needs one.

@@ -6,7 +6,17 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from orchestrator.families import (
+    DRAWN_SEED_RANGE,
+    MAX_BATCH,
+    MAX_DURATION,
+    MAX_STEPS,
+    MIN_DURATION,
+    MIN_STEPS,
+    parse_model,
+)
 from orchestrator.schemas.common import AudioFormat, CallbackUrl, CoverAspect, KeyScale, Text, TrackClass
+from orchestrator.schemas.lyrics import ALIGN_LYRICS_DESCRIPTION, ItemLyrics
 
 SongStatus = Literal["lyrics_pending", "lyrics_ready", "audio_pending", "succeeded", "failed", "cancelled"]
 VocalMode = Literal["sing", "instrumental_from_lyrics", "instrumental_quick"]
@@ -21,10 +31,22 @@ class SongCreate(BaseModel):
     )
     rhyme: Text | None = Field(default=None, max_length=40, description="rhyme suffix, e.g. -ai -ang -ou -ing -an")
     style: Text | None = Field(default=None, max_length=300, description="style hint")
-    vocal_gender: Literal["male", "female", "any"] = "male"
-    duration_hint: float = Field(default=220.0, gt=10, le=600, description="target duration in seconds, (10, 600]")
-    additional_instructions: Text | None = Field(default=None, max_length=2000)
+    vocal_gender: Literal["male", "female", "any"] = Field(default="male", description="the singing voice")
+    duration_hint: float = Field(
+        default=220.0,
+        gt=MIN_DURATION,
+        le=MAX_DURATION,
+        description=f"target duration in seconds, ({MIN_DURATION}, {MAX_DURATION}]",
+    )
+    additional_instructions: Text | None = Field(
+        default=None, max_length=2000, description="extra instructions for the lyricist"
+    )
     temperature: float = Field(default=0.85, ge=0.0, le=2.0, description="lyricist sampling temperature, 0..2")
+    expand_theme: bool = Field(
+        default=True,
+        description="expand a short theme into a creative brief first (one extra LLM call, ~1-3 s); "
+        "skipped anyway when the theme is longer than 60 characters",
+    )
     vocal_mode: VocalMode = Field(
         default="sing",
         description="sing: sung lyrics; instrumental_from_lyrics: lyrics are written and shape the song's sections "
@@ -35,15 +57,27 @@ class SongCreate(BaseModel):
     )
     bpm: int | None = Field(default=None, ge=30, le=300, description="override the suggested BPM, 30..300")
     key_scale: KeyScale = Field(default=None, max_length=32, description="override the key, e.g. 'C major'")
-    duration: float | None = Field(default=None, ge=10, le=600, description="override the duration, 10..600 s")
-    audio_format: AudioFormat = "flac"
-    inference_steps: int = Field(default=64, ge=1, le=200, description="DiT denoising steps, 1..200")
+    duration: float | None = Field(
+        default=None,
+        ge=MIN_DURATION,
+        le=MAX_DURATION,
+        description=f"override the duration, {MIN_DURATION}..{MAX_DURATION} s",
+    )
+    audio_format: AudioFormat = Field(
+        default="flac", description="flac/wav lossless · mp3 lossy and small · wav32 float32 for mastering"
+    )
+    inference_steps: int = Field(
+        default=64, ge=MIN_STEPS, le=MAX_STEPS, description=f"DiT denoising steps, {MIN_STEPS}..{MAX_STEPS}"
+    )
     guidance_scale: float = Field(default=7.0, ge=0.0, le=30.0, description="classifier-free guidance, 0..30")
     use_adg: bool = Field(default=False, description="adaptive dual guidance")
-    batch_size: int = Field(default=1, ge=1, le=8, description="songs per request, 1..8")
-    generate_cover: bool = True
+    align_lyrics: bool = Field(default=False, description=ALIGN_LYRICS_DESCRIPTION)
+    batch_size: int = Field(default=1, ge=1, le=MAX_BATCH, description=f"songs per request, 1..{MAX_BATCH}")
+    generate_cover: bool = Field(default=True, description="make a cover image beside the audio")
     cover_size: CoverAspect | None = Field(default=None, description="cover aspect; null = deployment default")
-    seed: int | None = Field(default=None, ge=0, le=2**31 - 1, description="item i uses seed + i; null = random")
+    seed: int | None = Field(
+        default=None, ge=0, le=DRAWN_SEED_RANGE - 1, description="item i uses seed + i; null = random"
+    )
     model: Text | None = Field(
         default=None,
         max_length=80,
@@ -61,8 +95,6 @@ class SongCreate(BaseModel):
     @field_validator("model")
     @classmethod
     def _model(cls, value: str | None) -> str | None:
-        from orchestrator.services.model_catalog import parse_model
-
         if value is None or not value.strip():
             return None
         return parse_model(value).id
@@ -91,7 +123,7 @@ class SongProgress(BaseModel):
     total: int = 0
 
 
-class SongItem(BaseModel):
+class SongItem(ItemLyrics):
     index: int
     audio_url: str
     format: str
@@ -112,6 +144,9 @@ class SongMetadata(BaseModel):
 class SongStatusPublic(BaseModel):
     intent_id: str
     status: SongStatus
+    warnings: list[str] = Field(
+        default_factory=list, description="settings that were not applied, e.g. guidance on a turbo checkpoint"
+    )
     lyrics: str | None = None
     title: str | None = None
     progress: SongProgress

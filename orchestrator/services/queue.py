@@ -4,6 +4,10 @@ The queue itself is the ``jobs`` table (status ``queued``), so it survives resta
 orchestrator process on the same database. :class:`WorkerPool` runs ``triton_concurrency`` jobs at a time in this
 process — the concurrency limit towards Triton — claiming them in fair order (see ``store.fair_queue``), keeping their
 leases alive, stopping them when cancelled, and handing them back to the queue on shutdown.
+
+Outages: while no Triton server is healthy the workers claim nothing (queued jobs wait in the queue rather than fail
+one stage after another); while the database is unreachable they back off, and a job whose run was cut short by the
+outage is handed back to the queue, its attempt given back, once the database answers again.
 """
 
 from __future__ import annotations
@@ -20,6 +24,9 @@ from sqlalchemy.ext.asyncio import async_sessionmaker
 
 from orchestrator import store
 from orchestrator.db import Job
+from orchestrator.services import metrics
+from orchestrator.services.availability import Backoff, gateway_serving, is_database_outage, wait_gateway
+from orchestrator.services.availability import brief as _brief
 from orchestrator.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -46,6 +53,7 @@ class QueueInfo:
         self._lock = asyncio.Lock()
         self._task: asyncio.Task[None] | None = None
         self._dirty = asyncio.Event()
+        self.counts: dict[str, int] = {}
 
     async def start(self) -> None:
         await self._refresh_positions()
@@ -72,8 +80,12 @@ class QueueInfo:
                 await self._refresh_positions()
                 if time.monotonic() - self._means_at >= _MEANS_TTL_S:
                     await self._refresh_means()
-            except Exception:
-                logger.exception("refreshing queue positions failed")
+            except Exception as exc:
+                if not is_database_outage(exc):
+                    logger.exception("refreshing queue positions failed")
+                else:
+                    metrics.DATABASE_ERRORS.labels(where="queue_info").inc()
+                    logger.warning("refreshing queue positions: the database is unreachable (%s)", _brief(exc))
                 await asyncio.sleep(1.0)
 
     def invalidate(self) -> None:
@@ -88,6 +100,10 @@ class QueueInfo:
             self._positions = {entry.public_id: i + 1 for i, entry in enumerate(order)}
             self._running = counts.get("running", 0)
             self._positions_at = time.monotonic()
+            self.counts = counts
+        metrics.set_job_counts(counts)
+        metrics.QUEUE_DEPTH.set(len(order))
+        metrics.QUEUE_USERS.set(len({entry.owner for entry in order}))
 
     async def _refresh_means(self) -> None:
         async with self._sessions() as session:
@@ -150,16 +166,37 @@ class WorkerPool:
         run_job: Callable[[Job], Coroutine[Any, Any, None]],
         worker_id: str,
         on_change: Callable[[], None] | None = None,
+        gateway: object | None = None,
     ) -> None:
         self._settings = settings
         self._sessions = sessions
         self._run_job = run_job
         self.worker_id = worker_id
         self._on_change = on_change or (lambda: None)
+        # Asked before each claim: no job is taken while no Triton server is healthy (see availability.Serving).
+        self._gateway = gateway
         self._loops: list[asyncio.Task[None]] = []
         self._active: dict[int, asyncio.Task[None]] = {}
         self._wake = asyncio.Event()
         self._stopping = False
+        self._paused_reason: str | None = None
+
+    @property
+    def stopping(self) -> bool:
+        return self._stopping
+
+    @property
+    def paused_reason(self) -> str | None:
+        """Why the workers are not claiming now (no healthy Triton server, the database unreachable), or None."""
+        return self._paused_reason
+
+    def _pause(self, reason: str | None) -> None:
+        if reason != self._paused_reason:
+            if reason is None:
+                logger.info("worker %s: claiming jobs again", self.worker_id)
+            else:
+                logger.warning("worker %s: not claiming jobs: %s", self.worker_id, reason)
+            self._paused_reason = reason
 
     @property
     def active_job_ids(self) -> list[int]:
@@ -181,14 +218,15 @@ class WorkerPool:
         task.cancel()
         return True
 
-    async def stop(self) -> None:
-        """Stop taking jobs, interrupt running ones and hand them back to the queue for the next start."""
+    async def stop(self, grace_s: float = 30.0) -> None:
+        """Stop taking jobs, interrupt running ones and hand them back to the queue (their attempt given back) for the
+        next start, waiting at most ``grace_s`` seconds for that."""
         self._stopping = True
         self._wake.set()
         for task in list(self._active.values()):
             task.cancel()
         if self._loops:
-            await asyncio.wait(self._loops, timeout=30)
+            await asyncio.wait(self._loops, timeout=grace_s)
         for loop in self._loops:
             loop.cancel()
         for loop in self._loops:
@@ -206,13 +244,24 @@ class WorkerPool:
             )
 
     async def _loop(self, slot: int) -> None:
+        backoff = Backoff(0.25, self._settings.outage_backoff_max_s)
         while not self._stopping:
+            if not gateway_serving(self._gateway):
+                self._pause("no Triton server is healthy")
+                await wait_gateway(self._gateway, 0.5)
+                continue
             try:
                 job = await self._claim()
-            except Exception:
-                logger.exception("worker %s: claiming a job failed; retrying", self.worker_id)
-                job = None
-                await asyncio.sleep(1.0)
+                backoff.reset()
+                self._pause(None)
+            except Exception as exc:
+                if not is_database_outage(exc):
+                    logger.exception("worker %s: claiming a job failed; retrying", self.worker_id)
+                else:
+                    metrics.DATABASE_ERRORS.labels(where="claim").inc()
+                    self._pause(f"the database is unreachable ({_brief(exc)})")
+                await backoff.sleep()
+                continue
             if job is None:
                 self._wake.clear()
                 with contextlib.suppress(TimeoutError):
@@ -223,6 +272,7 @@ class WorkerPool:
             logger.info("worker %s slot %d: job %s (attempt %d)", self.worker_id, slot, job.public_id, job.attempts)
             task = asyncio.create_task(self._run_job(job), name=f"job-{job.public_id}")
             self._active[job.id] = task
+            metrics.SLOTS_BUSY.set(len(self._active))
             keeper = asyncio.create_task(self._keep_lease(job.id, task), name=f"lease-{job.public_id}")
             try:
                 await asyncio.wait({task})
@@ -231,13 +281,44 @@ class WorkerPool:
                 with contextlib.suppress(asyncio.CancelledError):
                     await keeper
                 self._active.pop(job.id, None)
+                metrics.SLOTS_BUSY.set(len(self._active))
             if task.cancelled() and self._stopping:
+                await self._hand_back(job, "shutdown")
+            elif not task.cancelled() and (error := task.exception()) is not None:
+                if is_database_outage(error):
+                    metrics.DATABASE_ERRORS.labels(where="job").inc()
+                    logger.warning(
+                        "worker %s: job %s stopped: the database is unreachable (%s); handing it back once it answers",
+                        self.worker_id,
+                        job.public_id,
+                        _brief(error),
+                    )
+                    await self._hand_back(job, "database outage")
+                else:
+                    logger.error("worker %s: job %s crashed: %r", self.worker_id, job.public_id, error)
+            self._on_change()
+
+    async def _hand_back(self, job: Job, why: str) -> None:
+        """Requeue ``job`` (its attempt given back), retrying while the database is unreachable — at most until its
+        lease would have lapsed anyway (then any worker re-claims it), or one try when shutting down."""
+        backoff = Backoff(0.25, self._settings.outage_backoff_max_s)
+        deadline = time.monotonic() + self._settings.job_lease_s
+        while True:
+            try:
                 async with self._sessions() as session:
                     if await store.release_job(session=session, job_id=job.id, worker_id=self.worker_id):
-                        logger.info("worker %s: job %s handed back to the queue", self.worker_id, job.public_id)
-            elif not task.cancelled() and task.exception() is not None:
-                logger.error("worker %s: job %s crashed: %r", self.worker_id, job.public_id, task.exception())
-            self._on_change()
+                        logger.info("worker %s: job %s back in the queue (%s)", self.worker_id, job.public_id, why)
+                return
+            except Exception as exc:
+                if self._stopping or not is_database_outage(exc) or time.monotonic() > deadline:
+                    logger.warning(
+                        "worker %s: could not hand job %s back (%s); its lease will lapse and it will be re-claimed",
+                        self.worker_id,
+                        job.public_id,
+                        _brief(exc),
+                    )
+                    return
+                await backoff.sleep()
 
     async def _keep_lease(self, job_id: int, task: asyncio.Task[None]) -> None:
         """Renew the lease; when the job stops being ours (cancelled, or re-claimed after a stall) stop running it."""
@@ -249,8 +330,12 @@ class WorkerPool:
                     ours = await store.renew_lease(
                         session=session, job_id=job_id, worker_id=self.worker_id, lease_s=self._settings.job_lease_s
                     )
-            except Exception:
-                logger.exception("worker %s: lease renewal failed for job %d", self.worker_id, job_id)
+            except Exception as exc:
+                if is_database_outage(exc):
+                    metrics.DATABASE_ERRORS.labels(where="lease").inc()
+                    logger.warning("worker %s: lease renewal for job %d: %s", self.worker_id, job_id, _brief(exc))
+                else:
+                    logger.exception("worker %s: lease renewal failed for job %d", self.worker_id, job_id)
                 continue
             if not ours and not task.done():
                 logger.info(

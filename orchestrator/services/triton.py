@@ -8,6 +8,11 @@ Failover: a stream that breaks at the transport level (server killed, connection
 from the start on another healthy server, at most ``triton_max_attempts`` servers per call. Stages are idempotent, so
 a restart is safe; a ``{"type": "retry"}`` event tells the caller it happened. A model's own error (a bad field) is
 final and raised as :class:`ModelError`.
+
+Health: every server is probed each ``triton_health_interval_s`` (every 0.5 s while none is healthy);
+:meth:`TritonGateway.serving` says whether any is healthy and :meth:`TritonGateway.wait_serving` waits for one, so
+the workers stop claiming and the running stages wait out an outage (``services/availability.py``). The gRPC channel
+reconnects within ~2 s of a server coming back (its default backoff grows to two minutes).
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from orchestrator.services import metrics
 from orchestrator.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -31,6 +37,11 @@ logger = logging.getLogger(__name__)
 TERMINAL_EVENT_TYPES = frozenset({"plan", "result", "done"})
 # Substrings of Triton error messages that mean "this server cannot serve the model now": try another one.
 _RETRYABLE_MODEL_ERRORS = ("is not ready", "unknown model", "is not found", "not available", "unavailable")
+# Health probes while no server is healthy: often, so that work resumes soon after a server returns.
+_OUTAGE_PROBE_S = 0.5
+# gRPC reconnect backoff (ms): the library default grows to 120 s, far longer than a typical Triton restart.
+_RECONNECT_BACKOFF_MS = (250, 2000)
+_GRPC_RESTRICTED_PREFIX = "triton-grpc-protocol-"
 
 
 class ModelError(Exception):
@@ -102,12 +113,52 @@ class TritonGateway:
         self._servers = [_Server(url=url) for url in settings.triton_urls]
         self._health_task: asyncio.Task[None] | None = None
         self._rr = 0
+        self._serving_event: asyncio.Event | None = None
+        self._repository_headers = restricted_headers(settings.triton_restricted_key)
+
+    def serving(self) -> bool:
+        """True while at least one server is healthy (what workers check before claiming a job)."""
+        return any(s.healthy and s.client is not None for s in self._servers)
+
+    async def wait_serving(self, timeout: float) -> bool:
+        """Wait up to ``timeout`` seconds for a healthy server; True when there is one."""
+        if self.serving() or self._serving_event is None:
+            return self.serving()
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(max(0.0, timeout)):
+                await self._serving_event.wait()
+        return self.serving()
+
+    def _note_health(self) -> None:
+        serving = self.serving()
+        metrics.TRITON_SERVING.set(1 if serving else 0)
+        for server in self._servers:
+            metrics.TRITON_HEALTHY.labels(server=server.url).set(1 if server.healthy else 0)
+        if self._serving_event is not None:
+            if serving:
+                self._serving_event.set()
+            else:
+                self._serving_event.clear()
 
     async def start(self) -> None:
         import tritonclient.grpc.aio as grpcclient
+        from tritonclient.grpc import KeepAliveOptions
 
+        keepalive = KeepAliveOptions()
+        channel_args = [
+            ("grpc.max_send_message_length", grpcclient.MAX_GRPC_MESSAGE_SIZE),
+            ("grpc.max_receive_message_length", grpcclient.MAX_GRPC_MESSAGE_SIZE),
+            ("grpc.keepalive_time_ms", keepalive.keepalive_time_ms),
+            ("grpc.keepalive_timeout_ms", keepalive.keepalive_timeout_ms),
+            ("grpc.keepalive_permit_without_calls", keepalive.keepalive_permit_without_calls),
+            ("grpc.http2.max_pings_without_data", keepalive.http2_max_pings_without_data),
+            ("grpc.initial_reconnect_backoff_ms", _RECONNECT_BACKOFF_MS[0]),
+            ("grpc.min_reconnect_backoff_ms", _RECONNECT_BACKOFF_MS[0]),
+            ("grpc.max_reconnect_backoff_ms", _RECONNECT_BACKOFF_MS[1]),
+        ]
+        self._serving_event = asyncio.Event()
         for server in self._servers:
-            server.client = grpcclient.InferenceServerClient(url=server.url)
+            server.client = grpcclient.InferenceServerClient(url=server.url, channel_args=channel_args)
         await self.check_health()
         self._health_task = asyncio.create_task(self._health_loop(), name="triton-health")
 
@@ -138,10 +189,12 @@ class TritonGateway:
 
     async def check_health(self) -> None:
         await asyncio.gather(*(self._check_one(s) for s in self._servers if s.client is not None))
+        self._note_health()
 
     async def _health_loop(self) -> None:
         while True:
-            await asyncio.sleep(self._settings.triton_health_interval_s)
+            interval = self._settings.triton_health_interval_s
+            await asyncio.sleep(interval if self.serving() else min(interval, _OUTAGE_PROBE_S))
             try:
                 await self.check_health()
             except Exception:  # keep checking whatever happens
@@ -154,7 +207,9 @@ class TritonGateway:
         """The repository index of the first healthy server: name, version, state per model."""
         for server in self._pick_order(set()):
             try:
-                index = await server.client.get_model_repository_index(as_json=True, client_timeout=5.0)
+                index = await server.client.get_model_repository_index(
+                    headers=self._repository_headers, as_json=True, client_timeout=5.0
+                )
             except Exception as exc:
                 logger.warning("triton %s: repository index failed: %s", server.url, _short(exc))
                 continue
@@ -193,9 +248,11 @@ class TritonGateway:
             server = order[0]
             tried.add(server.url)
             if attempt > 0:
+                metrics.TRITON_FAILOVERS.labels(model=model).inc()
                 yield ModelEvent({"type": "retry", "server": server.url, "attempt": attempt + 1, "reason": last_error})
             server.in_flight += 1
             completed = False
+            outcome = "incomplete"
             try:
                 async with contextlib.aclosing(self._stream_once(server, model, request, tensors)) as events:
                     async for event in events:
@@ -204,20 +261,26 @@ class TritonGateway:
                             completed = True
                             break
                 if completed:
+                    outcome = "ok"
                     return
                 last_error = f"{server.url}: the stream ended without a final event"
                 logger.warning("triton %s: %s stream ended early", server.url, model)
             except ModelError as exc:
+                outcome = "model_error"
                 if not any(s in exc.message.lower() for s in _RETRYABLE_MODEL_ERRORS):
                     raise
+                outcome = "unavailable"
                 last_error = f"{server.url}: {exc.message}"
                 logger.warning("triton %s cannot serve %s: %s", server.url, model, exc.message)
             except _TransportError as exc:
+                outcome = "transport_error"
                 last_error = f"{server.url}: {exc}"
                 server.healthy, server.last_error = False, str(exc)
+                self._note_health()
                 logger.warning("triton %s failed during %s (%s); trying another server", server.url, model, exc)
             finally:
                 server.in_flight -= 1
+                metrics.TRITON_CALLS.labels(model=model, server=server.url, outcome=outcome).inc()
         raise TritonUnavailableError(
             f"{model}: no Triton server could run the request after {len(tried)} attempt(s); last error: {last_error}"
         )
@@ -276,6 +339,20 @@ class TritonGateway:
 
 class _TransportError(Exception):
     pass
+
+
+def restricted_headers(key: str | None) -> dict[str, str] | None:
+    """``name=value`` (Triton's ``--grpc-restricted-protocol=model-repository:<name>=<value>``) as gRPC call metadata:
+    Triton expects it as ``triton-grpc-protocol-<name>`` (over HTTP, ``--http-restricted-api``, as ``<name>``)."""
+    if not key:
+        return None
+    name, sep, value = key.partition("=")
+    if not sep or not name.strip() or not value:
+        raise ValueError(
+            f"TRITONE_TRITON_RESTRICTED_KEY={key.split('=')[0]!r}=…: expected NAME=VALUE, the header Triton's "
+            "--grpc-restricted-protocol option names (e.g. tritone-admin=<secret>)"
+        )
+    return {f"{_GRPC_RESTRICTED_PREFIX}{name.strip().lower()}": value}
 
 
 def _message(exc: BaseException) -> str:

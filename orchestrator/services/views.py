@@ -1,14 +1,14 @@
-"""How a job row is shown: the song API's status, the ACE-Step API's job and query_result entries, file links."""
+"""How a job row is shown: the song API's status, file links, upstream's response wrapper (the ACE-Step API's
+shapes: ``acestep_views.py``)."""
 
 from __future__ import annotations
 
-import json
 import time
 from typing import Any
 from urllib.parse import quote
 
 from orchestrator.db import Job
-from orchestrator.schemas.acestep import JobPublic, JobResultPublic
+from orchestrator.schemas.lyrics import ItemLyrics
 from orchestrator.schemas.song import SongItem, SongMetadata, SongProgress, SongStatusPublic
 from orchestrator.services.auth import AuthService
 from orchestrator.services.queue import QueueInfo
@@ -28,6 +28,17 @@ def audio_url(auth: AuthService, job: Job, name: str) -> str:
     """ACE-Step style: ``/v1/audio?path=…`` (signed, so it works in a browser without a header)."""
     path = file_path(job, name)
     return f"/v1/audio?path={quote(path, safe='')}&{auth.signed_query(path)}"
+
+
+def item_timing(auth: AuthService, job: Job, item: dict[str, Any]) -> ItemLyrics:
+    """An item's lyric timing (all null when its request did not set align_lyrics)."""
+    lrc_file = item.get("lrc_file")
+    return ItemLyrics(
+        lrc=item.get("lrc"),
+        lrc_url=file_url(auth, job, lrc_file) if lrc_file else None,
+        aligned_lyrics=item.get("aligned_lyrics"),
+        alignment_score=item.get("alignment_score"),
+    )
 
 
 def song_phase(job: Job) -> str:
@@ -53,6 +64,7 @@ async def song_status(job: Job, *, queue_info: QueueInfo, auth: AuthService) -> 
             format=item["format"],
             duration=item["duration"],
             seed=item["seed"],
+            **item_timing(auth, job, item).model_dump(),
         )
         for item in result.get("items", [])
     ]
@@ -60,6 +72,7 @@ async def song_status(job: Job, *, queue_info: QueueInfo, auth: AuthService) -> 
     return SongStatusPublic(
         intent_id=job.public_id,
         status=song_phase(job),  # type: ignore[arg-type]
+        warnings=[str(w) for w in result.get("warnings") or []],
         lyrics=job.lyrics,
         title=job.title or result.get("title") or state.get("title"),
         progress=SongProgress(
@@ -82,86 +95,6 @@ async def song_status(job: Job, *, queue_info: QueueInfo, auth: AuthService) -> 
         created_at=job.created_at,
         finished_at=job.finished_at,
     )
-
-
-def _job_result(job: Job, auth: AuthService) -> JobResultPublic | None:
-    if job.status != "succeeded" or not job.result:
-        return None
-    result = job.result
-    meta = result.get("metadata") or {}
-    paths = [audio_url(auth, job, item["file"]) for item in result.get("items", [])]
-    lm = result.get("lm_metas") or {}
-    metas = {
-        "bpm": meta.get("bpm"),
-        "duration": meta.get("duration"),
-        "genres": lm.get("genres", ""),
-        "keyscale": meta.get("key_scale"),
-        "timesignature": None if meta.get("time_signature") is None else str(meta.get("time_signature")),
-    }
-    return JobResultPublic(
-        audio_paths=paths,
-        first_audio_path=paths[0] if paths else None,
-        second_audio_path=paths[1] if len(paths) > 1 else None,
-        generation_info=str(result.get("generation_info", "")),
-        status_message="Generation completed successfully",
-        seed_value=",".join(str(s) for s in meta.get("seeds") or []),
-        bpm=meta.get("bpm"),
-        duration=meta.get("duration"),
-        genres=metas["genres"] or None,
-        keyscale=meta.get("key_scale"),
-        timesignature=metas["timesignature"],
-        metas=metas,
-        lyrics=result.get("lyrics"),
-        caption=result.get("caption"),
-    )
-
-
-async def job_public(job: Job, *, queue_info: QueueInfo, auth: AuthService) -> JobPublic:
-    position = await queue_info.position(job.public_id) if job.status == "queued" else 0
-    return JobPublic(
-        job_id=job.public_id,
-        status=job.status,  # type: ignore[arg-type]
-        stage=job.stage,
-        created_at=job.created_at,
-        finished_at=job.finished_at,
-        queue_position=position,
-        eta_seconds=await queue_info.eta(job, position),
-        progress=job.progress,
-        result=_job_result(job, auth),
-        error=job.error,
-    )
-
-
-def query_result_entry(job: Job, auth: AuthService) -> dict[str, Any]:
-    """Upstream's /query_result entry: status 0 (queued/running), 1 (succeeded), 2 (failed or cancelled); result is
-    a JSON string holding one object per audio file."""
-    code = {"succeeded": 1, "failed": 2, "cancelled": 2}.get(job.status, 0)
-    entries: list[dict[str, Any]] = []
-    result = _job_result(job, auth)
-    if result is not None:
-        for path in result.audio_paths:
-            entries.append(
-                {
-                    "file": path,
-                    "wave": "",
-                    "status": 1,
-                    "create_time": int(job.created_at),
-                    "env": "tritone",
-                    "prompt": result.caption or "",
-                    "lyrics": result.lyrics or "",
-                    "metas": result.metas,
-                    "generation_info": result.generation_info,
-                    "seed_value": result.seed_value,
-                    "lm_model": "lm",
-                    "dit_model": str((job.params or {}).get("family", "")),
-                }
-            )
-    return {
-        "task_id": job.public_id,
-        "status": code,
-        "result": json.dumps(entries, ensure_ascii=False),
-        "error": job.error,
-    }
 
 
 def wrapped(data: Any, code: int = 200) -> dict[str, Any]:

@@ -1,10 +1,14 @@
 """``callback_url`` webhooks: one HMAC-signed POST per stage change, retried with exponential backoff.
 
 Signature: ``X-Tritone-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256(secret, "<t>.<raw body>")>`` — a receiver
-recomputes it with the shared secret (``TRITONE_WEBHOOK_SECRET``) and rejects old timestamps. Deliveries for one job
-go out in order. Hosts that resolve to loopback, private, link-local or otherwise non-public addresses are refused
-(when the URL is submitted and again before each delivery, against DNS rebinding) unless
-``TRITONE_ALLOW_PRIVATE_CALLBACKS=true``. Redirects are not followed.
+recomputes it with its user's secret (``TRITONE_WEBHOOK_SECRETS[user]``, else one derived per user from
+``TRITONE_WEBHOOK_SECRET``; ``GET /v1/webhooks/secret`` shows a user theirs) and rejects old timestamps. With a
+database (the app), events go through the durable outbox (``services/outbox.py``): at-least-once across restarts,
+in order per job, ``X-Tritone-Delivery`` / ``Idempotency-Key`` = the event's ``event_id`` on every attempt.
+Hosts that resolve to loopback, private, link-local or otherwise non-public addresses — including every IPv6 form
+that embeds or reaches one (``services/netguard.py``) — are refused when the URL is submitted and before each
+attempt, and the attempt connects to the address that was just validated (no second DNS lookup: no rebinding),
+unless ``TRITONE_ALLOW_PRIVATE_CALLBACKS=true``. Redirects are not followed.
 """
 
 from __future__ import annotations
@@ -13,7 +17,6 @@ import asyncio
 import contextlib
 import hashlib
 import hmac
-import ipaddress
 import json
 import logging
 import socket
@@ -23,8 +26,11 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
+from sqlalchemy.ext.asyncio import async_sessionmaker
 
 from orchestrator.errors import ApiError
+from orchestrator.services.netguard import PINNED, is_public, pinned_client, refused
+from orchestrator.services.outbox import Outbox, Outcome
 from orchestrator.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -51,37 +57,37 @@ def verify_signature(secret: str, header: str, body: bytes, *, tolerance_s: floa
     return hmac.compare_digest(sign(secret, timestamp, body), header)
 
 
-def _is_public(address: str) -> bool:
-    ip = ipaddress.ip_address(address.split("%", 1)[0])
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
-    return not (
-        ip.is_private
-        or ip.is_loopback
-        or ip.is_link_local
-        or ip.is_multicast
-        or ip.is_reserved
-        or ip.is_unspecified
-        or (isinstance(ip, ipaddress.IPv4Address) and ip in ipaddress.ip_network("100.64.0.0/10"))
-    )
+_is_public = is_public  # the policy lives in services/netguard.py
 
 
 class WebhookSender:
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, sessions: async_sessionmaker | None = None) -> None:
         self._settings = settings
         secret = (
             settings.webhook_secret
             or hashlib.sha256(b"tritone-webhook\0" + settings.resolved_jwt_secret().encode()).hexdigest()
         )
-        self.secret = secret
+        self.secret = secret  # the master key: per-user secrets derive from it
+        self.outbox = Outbox(settings, sessions, self.attempt) if sessions is not None else None
         self._client: httpx.AsyncClient | None = None
         self._chains: dict[str, asyncio.Task[None]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
 
+    def secret_for(self, owner: str) -> str:
+        """The signing secret of ``owner``'s callbacks: configured, or derived from the master key (never shared)."""
+        configured = self._settings.webhook_secrets.get(owner)
+        if configured:
+            return configured
+        return hmac.new(self.secret.encode(), b"tritone-webhook-user\0" + owner.encode(), hashlib.sha256).hexdigest()
+
     async def start(self) -> None:
-        self._client = httpx.AsyncClient(timeout=self._settings.webhook_timeout_s, follow_redirects=False)
+        self._client, self.backend = pinned_client(timeout_s=self._settings.webhook_timeout_s)
+        if self.outbox is not None:
+            await self.outbox.start()
 
     async def close(self, *, grace_s: float = 2.0) -> None:
+        if self.outbox is not None:
+            await self.outbox.close(grace_s=grace_s)
         pending = [t for t in self._tasks if not t.done()]
         if pending:
             await asyncio.wait(pending, timeout=grace_s)
@@ -94,13 +100,12 @@ class WebhookSender:
             await self._client.aclose()
             self._client = None
 
-    async def check_url(self, url: str) -> None:
-        """Refuse a callback URL whose host is not public (unless allowed). Raises :class:`CallbackRefusedError`."""
+    async def check_url(self, url: str) -> list[str]:
+        """Refuse a callback URL whose host is not public (unless allowed); the addresses it resolved to, to connect
+        to. Raises :class:`CallbackRefusedError`."""
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise CallbackRefusedError("must be an absolute http:// or https:// URL")
-        if self._settings.allow_private_callbacks:
-            return
         try:
             port = parts.port or (443 if parts.scheme == "https" else 80)
         except ValueError:
@@ -109,13 +114,16 @@ class WebhookSender:
             infos = await asyncio.get_running_loop().getaddrinfo(parts.hostname, port, type=socket.SOCK_STREAM)
         except (socket.gaierror, UnicodeError):
             raise CallbackRefusedError(f"host {parts.hostname!r} does not resolve") from None
-        addresses = {info[4][0] for info in infos}
-        private = sorted(a for a in addresses if not _is_public(str(a)))
+        addresses = sorted({str(info[4][0]) for info in infos})
+        private = [] if self._settings.allow_private_callbacks else refused(addresses)
         if private:
             raise CallbackRefusedError(
                 f"host {parts.hostname!r} resolves to a loopback/private address ({', '.join(map(str, private))}); "
                 "callbacks go to public hosts only (set TRITONE_ALLOW_PRIVATE_CALLBACKS=true to allow)"
             )
+        if not addresses:
+            raise CallbackRefusedError(f"host {parts.hostname!r} does not resolve")
+        return addresses
 
     async def validate(self, url: str | None) -> str | None:
         """For request handlers: a refused URL is the client's mistake (422 naming ``callback_url``)."""
@@ -129,6 +137,9 @@ class WebhookSender:
 
     def send(self, *, job_id: str, url: str, event: str, payload: dict[str, Any]) -> None:
         """Queue one delivery; deliveries for the same job go out one after another, in order."""
+        if self.outbox is not None:
+            self.outbox.enqueue(job_id=job_id, url=url, event=event, payload=payload)
+            return
         body = {"job_id": job_id, "event": event, "timestamp": time.time(), **payload}
         previous = self._chains.get(job_id)
         task = asyncio.create_task(self._deliver_after(previous, url, event, body), name=f"webhook-{job_id}")
@@ -150,41 +161,56 @@ class WebhookSender:
                 await asyncio.shield(previous)
         await self.deliver(url, event, body)
 
-    async def deliver(self, url: str, event: str, body: dict[str, Any]) -> bool:
+    async def deliver(self, url: str, event: str, body: dict[str, Any], *, owner: str = "") -> bool:
+        """Without an outbox: up to ``webhook_max_attempts`` attempts in this task, backing off between them."""
         raw = json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
         delivery = str(uuid.uuid4())
         delay = self._settings.webhook_backoff_s
         for attempt in range(1, self._settings.webhook_max_attempts + 1):
-            try:
-                await self.check_url(url)
-            except CallbackRefusedError as exc:
-                logger.warning("webhook %s for job %s refused: %s", event, body.get("job_id"), exc)
-                return False
-            timestamp = int(time.time())
-            headers = {
-                "Content-Type": "application/json",
-                "User-Agent": "tritone-webhook/1",
-                "X-Tritone-Event": event,
-                "X-Tritone-Delivery": delivery,
-                "X-Tritone-Attempt": str(attempt),
-                "X-Tritone-Signature": sign(self.secret, timestamp, raw),
-            }
-            status: int | None = None
-            try:
-                assert self._client is not None, "WebhookSender.start() was not called"
-                response = await self._client.post(url, content=raw, headers=headers)
-                status = response.status_code
-                if 200 <= status < 300:
-                    logger.debug("webhook %s for job %s delivered (attempt %d)", event, body.get("job_id"), attempt)
-                    return True
-                if 400 <= status < 500 and status not in (408, 409, 425, 429):
-                    logger.warning("webhook %s to %s answered %d: not retried", event, url, status)
-                    return False
-            except httpx.HTTPError as exc:
-                logger.info("webhook %s to %s failed (attempt %d): %s", event, url, attempt, exc)
+            outcome, _ = await self.attempt(url, event, raw, delivery, attempt, owner)
+            if outcome != "retry":
+                return outcome == "delivered"
             if attempt < self._settings.webhook_max_attempts:
-                logger.info("webhook %s to %s: status %s, retrying in %.1f s", event, url, status, delay)
                 await asyncio.sleep(delay)
                 delay *= 2
         logger.warning("webhook %s to %s: gave up after %d attempts", event, url, self._settings.webhook_max_attempts)
         return False
+
+    async def attempt(
+        self, url: str, event: str, raw: bytes, delivery: str, attempt: int, owner: str
+    ) -> tuple[Outcome, str | None]:
+        """One POST: validate the host again, connect to the validated address, sign with ``owner``'s secret."""
+        try:
+            addresses = await self.check_url(url)
+        except CallbackRefusedError as exc:
+            logger.warning("webhook %s to %s refused: %s", event, url, exc)
+            return "refused", str(exc)
+        host = (urlsplit(url).hostname or "").strip("[]")
+        timestamp = int(time.time())
+        headers = {
+            "Content-Type": "application/json",
+            "User-Agent": "tritone-webhook/1",
+            "X-Tritone-Event": event,
+            "X-Tritone-Delivery": delivery,
+            "Idempotency-Key": delivery,
+            "X-Tritone-Attempt": str(attempt),
+            "X-Tritone-Signature": sign(self.secret_for(owner) if owner else self.secret, timestamp, raw),
+        }
+        assert self._client is not None, "WebhookSender.start() was not called"
+        token = PINNED.set({host: addresses[0]})
+        try:
+            response = await self._client.post(url, content=raw, headers=headers)
+        except httpx.HTTPError as exc:
+            logger.info("webhook %s to %s failed (attempt %d): %s", event, url, attempt, exc)
+            return "retry", f"{type(exc).__name__}: {exc}"
+        finally:
+            PINNED.reset(token)
+        status = response.status_code
+        if 200 <= status < 300:
+            logger.debug("webhook %s to %s delivered (attempt %d)", event, url, attempt)
+            return "delivered", None
+        if 400 <= status < 500 and status not in (408, 409, 425, 429):
+            logger.warning("webhook %s to %s answered %d: not retried", event, url, status)
+            return "refused", f"the receiver answered {status}"
+        logger.info("webhook %s to %s: status %d (attempt %d), will retry", event, url, status, attempt)
+        return "retry", f"the receiver answered {status}"

@@ -38,6 +38,34 @@ def _compose_command() -> list[str] | None:
     return None
 
 
+# The secrets compose.yaml requires (no defaults), with test values.
+SECRETS = {
+    "POSTGRES_PASSWORD": "pg-test-pw",
+    "TRITONE_JWT_SECRET": "jwt-test-secret",
+    "TRITON_ADMIN_KEY": "admin-test-key",
+    "TRITONE_METRICS_TOKEN": "metrics-test-token",
+}
+RESTRICTED = "model-repository,model-config,shared-memory,trace,logging"
+
+
+def _clean_env() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if not k.startswith(("TRITONE_", "POSTGRES_", "TRITON_"))}
+
+
+def _interpolate(value: str, env: dict[str, str]) -> str:
+    """Compose's ``${VAR}``, ``${VAR:-default}``, ``${VAR:?error}`` against ``env`` (a missing required one fails)."""
+
+    def one(match: re.Match[str]) -> str:
+        name, op, arg = match.group(1), match.group(2) or "", match.group(3) or ""
+        if env.get(name):
+            return env[name]
+        if op == ":-":
+            return arg
+        raise AssertionError(f"{name} is required: {arg}")
+
+    return re.sub(r"\$\{(\w+)(:[-?])?([^}]*)\}", one, value)
+
+
 @pytest.fixture(scope="module")
 def compose() -> dict[str, Any]:
     data: dict[str, Any] = yaml.safe_load(COMPOSE.read_text())
@@ -65,22 +93,25 @@ def test_compose_config_validates() -> None:
         pytest.skip(
             "neither `docker compose` nor `docker-compose` is installed (Debian: apt-get install docker-compose)"
         )
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("TRITONE_", "POSTGRES_", "TRITON_"))}
-    proc = subprocess.run(
-        [*cmd, "-f", str(COMPOSE), "--profile", "scale", "config"],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        env=env,
-        timeout=120,
-    )
+    argv = [*cmd, "-f", str(COMPOSE), "--profile", "scale", "config"]
+    # No secret has a default: without them the file does not even resolve, and the error names the variable.
+    bare = subprocess.run(argv, capture_output=True, text=True, cwd=ROOT, env=_clean_env(), timeout=120)
+    assert bare.returncode != 0 and "set " in bare.stderr + bare.stdout, bare.stderr
+    proc = subprocess.run(argv, capture_output=True, text=True, cwd=ROOT, env={**_clean_env(), **SECRETS}, timeout=120)
     assert proc.returncode == 0, proc.stderr
     resolved = yaml.safe_load(proc.stdout)
     assert {"postgres", "triton", "triton-2", "orchestrator"} <= set(resolved["services"])
     orchestrator_env = resolved["services"]["orchestrator"]["environment"]
-    # Interpolated defaults, in the form the orchestrator's settings parse (lists as JSON).
+    # Interpolated values, in the form the orchestrator's settings parse (lists as JSON).
     assert json.loads(orchestrator_env["TRITONE_TRITON_URLS"]) == ["triton:8001"]
-    assert orchestrator_env["TRITONE_DATABASE_URL"] == "postgresql+asyncpg://tritone:tritone@postgres:5432/tritone"
+    assert orchestrator_env["TRITONE_DATABASE_URL"] == "postgresql+asyncpg://tritone:pg-test-pw@postgres:5432/tritone"
+    assert orchestrator_env["TRITONE_TRITON_RESTRICTED_KEY"] == "tritone-admin=admin-test-key"
+    assert resolved["services"]["postgres"]["environment"]["POSTGRES_PASSWORD"] == "pg-test-pw"
+    published = {name for name, service in resolved["services"].items() if service.get("ports")}
+    assert published == {"orchestrator"}, f"only the orchestrator may publish ports, not {published - {'orchestrator'}}"
+    assert f"--grpc-restricted-protocol={RESTRICTED}:tritone-admin=admin-test-key" in resolved["services"]["triton"][
+        "command"
+    ]
     assert _gpu_devices(resolved["services"]["triton"])[0]["device_ids"] == ["0"]
     assert _gpu_devices(resolved["services"]["triton-2"])[0]["device_ids"] == ["1"]
 
@@ -91,19 +122,17 @@ def test_orchestrator_settings_accept_the_compose_environment(
     from orchestrator.settings import Settings
 
     env = compose["services"]["orchestrator"]["environment"]
-    defaults = {
-        "${POSTGRES_PASSWORD:-tritone}": "tritone",
-        '${TRITONE_TRITON_URLS:-["triton:8001"]}': '["triton:8001"]',
-    }
     for key, value in env.items():
-        for template, default in defaults.items():
-            value = value.replace(template, default)
+        value = _interpolate(str(value), SECRETS)
         assert "${" not in value, f"{key}={value}: a variable this test does not resolve"
         monkeypatch.setenv(key, value)
     settings = Settings()
     assert settings.triton_urls == ["triton:8001"]
-    assert settings.database_url == "postgresql+asyncpg://tritone:tritone@postgres:5432/tritone"
+    assert settings.database_url == "postgresql+asyncpg://tritone:pg-test-pw@postgres:5432/tritone"
     assert settings.data_dir == Path("/data")
+    assert settings.jwt_secret == "jwt-test-secret" and settings.metrics_token == "metrics-test-token"
+    assert settings.triton_restricted_key == "tritone-admin=admin-test-key"
+    assert settings.shutdown_grace_s == 10.0
 
 
 def test_triton_service_reserves_a_gpu_and_is_health_checked(compose: dict[str, Any]) -> None:
@@ -118,9 +147,15 @@ def test_triton_service_reserves_a_gpu_and_is_health_checked(compose: dict[str, 
         assert (
             "--model-control-mode=explicit" in triton["command"] and "--model-repository=/models" in triton["command"]
         )
+        # Locked down: nothing published, the internal network only, the admin APIs behind the admin header.
+        assert "ports" not in triton and triton["networks"] == ["internal"]
+        for option in ("--grpc-restricted-protocol", "--http-restricted-api"):
+            flag = next(arg for arg in triton["command"] if arg.startswith(option + "="))
+            apis, _, header = flag.split("=", 1)[1].partition(":")
+            assert {"model-repository", "model-config"} <= set(apis.split(",")), flag
+            assert header.startswith("tritone-admin=${TRITON_ADMIN_KEY:?"), "the admin key must have no default"
     assert services["triton-2"]["profiles"] == ["scale"]
     assert "profiles" not in services["triton"]
-    assert [p.split(":")[0] for p in services["triton"]["ports"]] == ["8000", "8001", "8002"]
 
 
 def test_postgres_and_orchestrator_services(compose: dict[str, Any]) -> None:
@@ -141,6 +176,14 @@ def test_postgres_and_orchestrator_services(compose: dict[str, Any]) -> None:
     )
     assert "triton:8001" in env["TRITONE_TRITON_URLS"]
     assert set(compose["volumes"]) == {"pgdata", "models", "data"}
+    assert postgres["networks"] == ["internal"] and "ports" not in postgres
+    assert set(orchestrator["networks"]) == {"internal", "edge"} and orchestrator["ports"] == ["8080:8080"]
+    assert compose["networks"]["internal"] == {"internal": True}
+    # Secrets: required (`:?`), never defaulted (`:-`).
+    secrets = ("POSTGRES_PASSWORD", "TRITONE_JWT_SECRET", "TRITON_ADMIN_KEY", "TRITONE_METRICS_TOKEN")
+    text = COMPOSE.read_text()
+    for name in secrets:
+        assert f"${{{name}:?" in text and f"${{{name}:-" not in text and f"${{{name}}}" not in text, name
     for name, service in services.items():
         assert "healthcheck" in service, f"service {name} has no healthcheck"
 

@@ -47,6 +47,8 @@ async def _truncate(url: str) -> None:
     try:
         if await conn.fetchval("SELECT to_regclass('public.jobs') IS NOT NULL"):
             await conn.execute("TRUNCATE jobs, job_events, stage_runs RESTART IDENTITY CASCADE")
+            if await conn.fetchval("SELECT to_regclass('public.webhook_outbox') IS NOT NULL"):
+                await conn.execute("TRUNCATE webhook_outbox RESTART IDENTITY")
     finally:
         await conn.close()
 

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import secrets
 import time
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -81,3 +83,35 @@ async def wait_song(
         return data if data["status"] in statuses else None
 
     return await wait_for(probe, timeout=timeout, what=f"song {intent_id} in {statuses}")
+
+
+async def hooked_song(client: httpx.AsyncClient, headers: dict[str, str], callback_url: str) -> str:
+    """A one-step song with a webhook, followed until it succeeds; returns its intent id."""
+    r = await client.post(
+        "/v1/song/create",
+        headers=headers,
+        json={"theme": "hooks", "duration": 10, "inference_steps": 1, "callback_url": callback_url,
+              "generate_cover": False},
+    )
+    intent: str = r.json()["data"]["intent_id"]
+    await wait_song(client, headers, intent, ("succeeded",))
+    return intent
+
+
+@contextmanager
+def served_orchestrator(triton_url: str, folder: Path, user: str, password: str) -> Iterator[str]:
+    """``tritone serve --triton-url`` in a child process on a free port with one password user; yields its URL."""
+    from orchestrator.cli.serve import orchestrator_process
+
+    env = {
+        "TRITONE_USERS": json.dumps({user: hash_password(password, iterations=1000)}),
+        "TRITONE_JWT_SECRET": secrets.token_urlsafe(32),
+    }
+    with orchestrator_process(
+        triton_urls=[triton_url],
+        data_dir=folder / "data",
+        api_key=secrets.token_urlsafe(16),
+        log_path=folder / "orchestrator.log",
+        extra_env=env,
+    ) as base:
+        yield base

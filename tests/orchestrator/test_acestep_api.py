@@ -141,7 +141,9 @@ async def test_form_and_multipart_cover_with_upload(tmp_path) -> None:
         q = await client.post("/query_result", json={"task_id_list": json.dumps([task, "unknown"])}, headers=headers)
         assert q.status_code == 200
         entries = q.json()["data"]
-        assert len(entries) == 1 and entries[0]["task_id"] == task and entries[0]["status"] == 1
+        assert len(entries) == 2 and entries[0]["task_id"] == task and entries[0]["status"] == 1
+        # an unknown id is answered as upstream does: still "processing" (0), no files
+        assert entries[1] == {"task_id": "unknown", "status": 0, "result": "[]", "progress_text": "", "error": None}
         files = json.loads(entries[0]["result"])
         assert files[0]["file"].startswith("/v1/audio?path=") and files[0]["metas"]["duration"] == 11.0
     form_call, cover_call = [req for m, req in double.calls if m == "sampler"]

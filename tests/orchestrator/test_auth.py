@@ -87,7 +87,10 @@ async def test_users_see_only_their_jobs_and_files(tmp_path) -> None:
         ):
             assert r.status_code == 404, r.text
         listing = await client.post("/query_result", json={"task_id_list": [intent]}, headers=bob)
-        assert listing.json()["data"] == []
+        # someone else's id reads like an unknown one (upstream's answer: status 0, no files)
+        assert listing.json()["data"] == [
+            {"task_id": intent, "status": 0, "result": "[]", "progress_text": "", "error": None}
+        ]
         # files: by signed link, or by the owner's credentials; never by someone else's
         url = done["items"][0]["audio_url"]
         assert (await client.get(url)).status_code == 200
@@ -95,8 +98,20 @@ async def test_users_see_only_their_jobs_and_files(tmp_path) -> None:
         assert (await client.get(bare)).status_code == 401
         assert (await client.get(bare, headers=bob)).status_code == 404
         assert (await client.get(bare, headers=alice)).status_code == 200
+        # the bearer token never works in a URL; a short-lived files token for this job does
         token = alice["Authorization"].split()[1]
-        assert (await client.get(bare, params={"access_token": token})).status_code == 200
+        assert (await client.get(bare, params={"access_token": token})).status_code == 401
+        minted = await client.post("/auth/url-token", json={"job_id": intent, "purpose": "files"}, headers=alice)
+        assert minted.status_code == 200, minted.text
+        files_token = minted.json()["access_token"]
+        assert (await client.get(bare, params={"access_token": files_token})).status_code == 200
+        events_token = (
+            await client.post("/auth/url-token", json={"job_id": intent, "purpose": "events"}, headers=alice)
+        ).json()["access_token"]
+        wrong = await client.get(bare, params={"access_token": events_token})  # another purpose
+        assert wrong.status_code == 403 and wrong.json()["error"]["field"] == "access_token"
+        stolen = await client.post("/auth/url-token", json={"job_id": intent, "purpose": "files"}, headers=bob)
+        assert stolen.status_code == 404  # bob cannot mint a token for alice's job
         tampered = url.replace("item_0", "item_1")
         assert (await client.get(tampered)).status_code in (403, 404)
         traversal = await client.get(f"/v1/audio?path={intent}/../../tritone.db", headers=alice)

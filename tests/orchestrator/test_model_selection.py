@@ -8,8 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from orchestrator.services.jobs import _v1_sampler_request
-from orchestrator.services.model_catalog import ModelChoice, parse_model
+from orchestrator.families import ModelChoice, parse_model
 from tests.orchestrator.doubles import StageRunnerDouble
 from tests.orchestrator.support import login, make_settings, running_app, wait_for
 
@@ -119,26 +118,16 @@ async def test_song_api_model_field_and_the_configured_default(tmp_path) -> None
         bad = await client.post("/v1/song/create", json={"theme": "sea", "model": "v3"}, headers=headers)
         assert bad.status_code == 422 and bad.json()["error"]["field"] == "model"
         models = (await client.get("/v1/models", headers=headers)).json()["data"]
-        assert models["default_model"] == "acestep_v1:base"
+        assert models["default_model"] == "ACE-Step-v1-3.5B"  # the default under the name clients know
         # The double does not describe itself: both families are still listed, marked unknown, with the reason.
-        assert [m["name"] for m in models["models"]] == ["acestep15", "acestep_v1"]
-        assert all(m["served"] is None for m in models["models"]) and models["catalog_error"]
+        assert [m["name"] for m in models["families"]] == ["acestep15", "acestep_v1"]
+        assert all(m["served"] is None for m in models["families"]) and models["catalog_error"]
+        assert [m["name"] for m in models["models"]] == ["acestep15", "ACE-Step-v1-3.5B"]
 
 
 def test_settings_reject_an_unknown_default_model(tmp_path):
     with pytest.raises(ValueError, match="default_model"):
         make_settings(tmp_path, default_model="nope")
-
-
-def test_v1_repaint_request_maps_the_window_onto_the_source():
-    params = {"version_set": None, "inference_steps": 60, "guidance_scale": 15.0, "seeds": [1], "shift": 3.0,
-              "task_type": "repaint", "repainting_start": 2.0, "repainting_end": -1, "src_audio_seconds": 30.5}
-    state = {"caption": "rock", "sampler_lyrics": ""}
-    request = _v1_sampler_request("music", params, {"duration": 30.5}, state)
-    assert request["task_type"] == "repaint" and request["duration"] is None
-    assert (request["repaint_start"], request["repaint_end"]) == (2.0, 30.5)
-    song = _v1_sampler_request("song", params | {"task_type": None}, {"duration": 400.0}, state)
-    assert song["task_type"] == "text2music" and song["duration"] == 240.0  # v1's trained maximum
 
 
 @pytest.mark.triton
@@ -147,8 +136,11 @@ async def test_models_lists_both_families_from_the_real_sampler(triton, tmp_path
     async with running_app(settings) as (_, client):
         headers = await login(client)
         models = (await client.get("/v1/models", headers=headers)).json()["data"]
-        assert models["catalog_error"] is None and models["default_model"] == "acestep15"
-        by_name = {m["name"]: m for m in models["models"]}
+        assert models["catalog_error"] is None and models["default_model"] == "acestep-v15-turbo"
+        names = {m["name"] for m in models["models"]}
+        assert names == {"acestep-v15-turbo", "acestep-v15-sft", "ACE-Step-v1-3.5B"}
+        assert all(m["is_loaded"] for m in models["models"])
+        by_name = {m["name"]: m for m in models["families"]}
         assert by_name["acestep15"]["served"] and by_name["acestep_v1"]["served"]
         assert [s["model"] for s in by_name["acestep15"]["version_sets"]] == ["acestep15:sft", "acestep15:turbo"]
         assert [s["model"] for s in by_name["acestep_v1"]["version_sets"]] == ["acestep_v1:base"]

@@ -146,8 +146,9 @@ async def test_sse_stream_carries_lyrics_progress_status_and_done(tmp_path) -> N
             headers=headers,
         )
         intent = r.json()["data"]["intent_id"]
-        token = headers["Authorization"].split()[1]
-        # EventSource cannot send headers: the token rides in the query string.
+        minted = await client.post("/auth/url-token", json={"job_id": intent, "purpose": "events"}, headers=headers)
+        token = minted.json()["access_token"]
+        # EventSource cannot send headers: a short-lived events token for this job rides in the query string.
         stream = asyncio.create_task(client.get("/v1/song/events", params={"intent_id": intent, "access_token": token}))
         await asyncio.sleep(0.3)
         gate.set()

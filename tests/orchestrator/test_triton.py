@@ -141,7 +141,7 @@ async def test_song_and_acestep_jobs_on_real_triton(triton_server, tmp_path) -> 
 
 @pytest.mark.slow
 async def test_failover_to_second_server_when_one_dies_mid_stage(tiny_repo: Path, tmp_path) -> None:
-    from model_repository.server import TritonServer
+    from model_repository.launcher.server import TritonServer
 
     # Only what the ACE-Step 1.5 sampler needs (no LLMs, no v1 family): the two servers start faster.
     needed = [m for m in ACESTEP15_MODELS if (tiny_repo / m).is_dir()]

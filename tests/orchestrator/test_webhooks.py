@@ -11,7 +11,7 @@ import pytest
 
 from orchestrator.services.webhooks import CallbackRefusedError, WebhookSender, sign, verify_signature
 from tests.orchestrator.doubles import StageRunnerDouble
-from tests.orchestrator.support import login, make_settings, running_app, wait_for, wait_song
+from tests.orchestrator.support import hooked_song, login, make_settings, running_app, wait_for
 
 
 class Receiver:
@@ -49,24 +49,12 @@ class Receiver:
 
 async def test_webhooks_signed_in_order_and_retried(tmp_path) -> None:
     settings = make_settings(
-        tmp_path, allow_private_callbacks=True, webhook_backoff_s=0.05, webhook_secret="hook-secret"
+        tmp_path, allow_private_callbacks=True, webhook_backoff_s=0.05, webhook_secrets={"alice": "hook-secret"}
     )
     with Receiver(fail_first=2) as receiver:
         async with running_app(settings, StageRunnerDouble()) as (_, client):
             headers = await login(client)
-            r = await client.post(
-                "/v1/song/create",
-                headers=headers,
-                json={
-                    "theme": "hooks",
-                    "duration": 10,
-                    "inference_steps": 1,
-                    "callback_url": receiver.url,
-                    "generate_cover": False,
-                },
-            )
-            intent = r.json()["data"]["intent_id"]
-            await wait_song(client, headers, intent, ("succeeded",))
+            intent = await hooked_song(client, headers, receiver.url)
 
             def final_seen() -> bool:
                 return any(json.loads(b).get("event") == "done" for _, b in receiver.deliveries)

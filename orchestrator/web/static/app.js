@@ -59,16 +59,23 @@ function authHeaders() {
   return state.token ? { Authorization: `Bearer ${state.token}` } : {};
 }
 
-// Media elements and EventSource cannot send headers: the token rides in the query string instead.
-// URLs that are already signed (a signature or token in their query) are left alone.
+// Media elements and EventSource cannot send headers, and the bearer token never goes into a URL: the server's
+// links are signed already (expires + sig); anything else gets a short-lived token for that one job and purpose
+// from POST /auth/url-token.
+async function urlToken(jobId, purpose) {
+  const response = await fetch("/auth/url-token", {
+    method: "POST",
+    headers: { "Content-Type": "application/json", ...authHeaders() },
+    body: JSON.stringify({ job_id: jobId, purpose }),
+  });
+  if (!response.ok) return null;
+  const body = await response.json();
+  return body.access_token || null;
+}
+
 function withToken(url) {
-  if (!url || !state.token) return url;
-  const u = new URL(url, window.location.href);
-  for (const key of u.searchParams.keys()) {
-    if (/^(sig|signature|token|access_token|expires|exp)$/i.test(key)) return u.toString();
-  }
-  u.searchParams.set("access_token", state.token);
-  return u.toString();
+  // Signed links are used as they are; no credential is ever appended to a URL here.
+  return url;
 }
 
 // Turn any failed response into one readable sentence (+ the field it is about, when the server names one).
@@ -136,6 +143,7 @@ function setLoggedIn(user, token) {
   $("login-form").hidden = true;
   $("login-done").hidden = false;
   $("login-user").textContent = user;
+  document.dispatchEvent(new CustomEvent("tritone:auth", { detail: { user } }));  // library.js, site.js
 }
 
 function setLoggedOut() {
@@ -144,6 +152,7 @@ function setLoggedOut() {
   sessionStorage.removeItem(USER_KEY);
   $("login-form").hidden = false;
   $("login-done").hidden = true;
+  document.dispatchEvent(new CustomEvent("tritone:auth", { detail: { user: null } }));
 }
 
 async function login(event) {
@@ -229,6 +238,8 @@ function collectRequest() {
     generate_cover: $("generate_cover").checked,
     cover_size: text("cover_size"),
     seed: number("seed"),
+    model: text("model"),
+    expand_theme: $("expand_theme").checked,
   };
   const tracks = [...document.querySelectorAll("input[name=track_classes]:checked")].map((i) => i.value);
   if (tracks.length) body.track_classes = tracks;
@@ -312,7 +323,8 @@ function renderItems(data) {
     const link = el("a", { href: src, download: filename, class: "download" });
     link.textContent = `⬇ ${filename}`;
     const meta = el("span", { class: "muted", text: `${formatDuration(item.duration)} · 48 kHz · seed ${item.seed}` });
-    list.append(el("li", { class: "item" }, el("div", { class: "item-head" }, `♪ #${item.index + 1} `, meta), audio, link));
+    const reuse = el("button", { type: "button", class: "link reuse-seed", "data-seed": String(item.seed), text: "↻ 用此种子 reuse seed" });
+    list.append(el("li", { class: "item" }, el("div", { class: "item-head" }, `♪ #${item.index + 1} `, meta), audio, link, reuse));
   }
 }
 
@@ -351,6 +363,10 @@ function applyStatus(data) {
   const queue = $("queue");
   queue.textContent = data.status === "lyrics_pending" && data.queue_position > 0
     ? `排队 queue #${data.queue_position}` : "";
+  if (Array.isArray(data.warnings)) {  // e.g. guidance not applied on a turbo checkpoint
+    $("warnings").textContent = data.warnings.map((m) => `⚠ ${m}`).join("\n");
+    $("warnings").hidden = data.warnings.length === 0;
+  }
   if (data.status === "failed") showError(data.error || "生成失败 generation failed", null);
   if (TERMINAL.has(data.status)) {
     stopWatching();
@@ -390,9 +406,14 @@ function applyEvent(type, raw) {
   if (TERMINAL.has(data.status) || ["done", "end", "failed", "cancelled"].includes(kind)) pollOnce();  // final state
 }
 
-function openEvents() {
+async function openEvents() {
   if (!window.EventSource) return;
-  const url = withToken(`/v1/song/events?intent_id=${encodeURIComponent(state.intentId)}`);
+  const intent = state.intentId;
+  const token = state.token ? await urlToken(intent, "events") : null;
+  if (state.token && !token) return;  // polling carries on alone
+  if (intent !== state.intentId) return;  // another song was started meanwhile
+  let url = `/v1/song/events?intent_id=${encodeURIComponent(intent)}`;
+  if (token) url += `&access_token=${encodeURIComponent(token)}`;
   const source = new EventSource(url);
   state.events = source;
   const types = ["message", "lyrics", "delta", "progress", "status", "stage", "metadata", "item", "items", "cover", "done",
@@ -429,7 +450,7 @@ async function pollOnce() {
 }
 
 function startWatching() {
-  openEvents();
+  openEvents().catch(() => {});  // the stream is a bonus: polling carries on without it
   const tick = async () => {
     await pollOnce();
     if (state.intentId && !TERMINAL.has(document.body.dataset.songStatus)) {

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from orchestrator.media.cover import COVER_ASPECTS, CoverFetchError, cover_size, fetch_cover, render_cover
+from orchestrator.media import COVER_ASPECTS, CoverFetchError, cover_size, fetch_cover, render_cover
 
 SR = 48_000
 

@@ -8,78 +8,40 @@ finished page goes to ``out/web/``.
 
 from __future__ import annotations
 
-import json
-import secrets
-import shutil
+import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
+from urllib.parse import urljoin
 
 import pytest
 
-from orchestrator.commands import orchestrator_process
-from orchestrator.services.auth import hash_password
+from tests.orchestrator.support import served_orchestrator
+from tests.orchestrator.web.browser import ROOT, browser_missing, needs_browser
 
 pytestmark = pytest.mark.triton
 
-ROOT = Path(__file__).resolve().parents[3]
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 USER, PASSWORD = "webtester", "web-pw-123"
 
 
-def _browser_missing() -> str | None:
-    try:
-        import playwright.sync_api  # noqa: F401
-    except ImportError:
-        return "playwright is not installed (pip install -e '.[dev]')"
-    if not Path(CHROMIUM).exists():
-        return "no system Chromium at /usr/bin/chromium (apt-get install chromium chromium-driver; `make system-deps`)"
-    return None
 
 
-needs_browser = pytest.mark.skipif(_browser_missing() is not None, reason=str(_browser_missing()))
+def wait_js(page: Any, expression: str, timeout: float = 30_000) -> None:
+    """Poll a JavaScript expression until it is truthy. (``page.wait_for_function`` evaluates its string with
+    ``eval``, which the page's Content-Security-Policy forbids; ``page.evaluate`` is not subject to it.)"""
+    deadline = time.monotonic() + timeout / 1000
+    while not page.evaluate(expression):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout / 1000:.0f} s waiting for {expression}")
+        page.wait_for_timeout(100)
 
 
 @pytest.fixture(scope="module")
 def site(triton: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """The orchestrator on a free port, talking to the session's tritonserver, with one web user."""
-    if _browser_missing():
-        pytest.skip(str(_browser_missing()))
-    folder = tmp_path_factory.mktemp("web-orchestrator")
-    env = {
-        "TRITONE_USERS": json.dumps({USER: hash_password(PASSWORD, iterations=1000)}),
-        "TRITONE_JWT_SECRET": secrets.token_urlsafe(32),
-    }
-    with orchestrator_process(
-        triton_urls=[triton.grpc_url],
-        data_dir=folder / "data",
-        api_key=secrets.token_urlsafe(16),
-        log_path=folder / "orchestrator.log",
-        extra_env=env,
-    ) as base:
+    if browser_missing():
+        pytest.skip(str(browser_missing()))
+    with served_orchestrator(triton.grpc_url, tmp_path_factory.mktemp("web-orchestrator"), USER, PASSWORD) as base:
         yield base
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        chromium = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        try:
-            yield chromium
-        finally:
-            chromium.close()
 
 
 # Records every value the progress bar and the lyrics box take, so "it moved" can be checked afterwards.
@@ -129,7 +91,7 @@ def test_page_logs_in_explains_errors_and_makes_a_song(site: str, browser: Any) 
     # Empty theme: the server's 422 becomes a readable error naming the field, and the field is marked.
     page.fill("#theme", "   ")
     page.click("#submit")
-    page.wait_for_function("document.getElementById('error-message').textContent.includes('theme')")
+    wait_js(page, "document.getElementById('error-message').textContent.includes('theme')")
     assert page.get_attribute("#theme", "aria-invalid") == "true"
     assert page.is_hidden("#job")
 
@@ -147,10 +109,8 @@ def test_page_logs_in_explains_errors_and_makes_a_song(site: str, browser: Any) 
     page.click("#submit")
     assert page.is_hidden("#error")
 
-    page.wait_for_function("document.getElementById('lyrics').textContent.trim().length > 0", timeout=120_000)
-    page.wait_for_function(
-        "['succeeded','failed','cancelled'].includes(document.body.dataset.songStatus)", timeout=240_000
-    )
+    wait_js(page, "document.getElementById('lyrics').textContent.trim().length > 0", timeout=120_000)
+    wait_js(page, "['succeeded','failed','cancelled'].includes(document.body.dataset.songStatus)", timeout=240_000)
     status = page.get_attribute("body", "data-song-status")
     assert status == "succeeded", page.text_content("#error-message")
     page.wait_for_selector("#cover-box:not([hidden])", timeout=30_000)
@@ -165,15 +125,15 @@ def test_page_logs_in_explains_errors_and_makes_a_song(site: str, browser: Any) 
     ]
 
     # One player and one download per item, both serving the mp3; the cover image decoded.
-    players = page.locator("audio.player")
+    players = page.locator("#items audio.player")  # (the library below lists the song too)
     assert players.count() == 1
     src = players.first.get_attribute("src")
-    link = page.locator("a.download").first
+    link = page.locator("#items a.download").first
     assert link.get_attribute("download").endswith("-1.mp3")
-    response = page.request.get(link.get_attribute("href"))
+    response = page.request.get(urljoin(site + "/", link.get_attribute("href")))
     body = response.body()
     assert response.ok and (body[:3] == b"ID3" or (body[0] == 0xFF and body[1] & 0xE0 == 0xE0)), body[:16]
-    assert page.request.get(src).ok
+    assert page.request.get(urljoin(site + "/", src)).ok
     assert page.evaluate("document.getElementById('cover').naturalWidth") == 1024  # 1:1 default, long side 1024
     assert page.text_content("#song-title").strip()
     assert "BPM" in page.text_content("#metadata")

@@ -17,7 +17,17 @@ from PIL import Image
 
 pytestmark = [pytest.mark.triton, pytest.mark.slow]
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
+# Third-party noise that must not reach a user's terminal (issue 16: the demo prints its own lines only).
+STRAY = re.compile(
+    r"FutureWarning|UserWarning|DeprecationWarning|torchvision|warnings\.warn"
+    r"|Writing model shards|Loading weights|it/s\]"
+)
+
+
+def assert_clean(output: str) -> None:
+    stray = [line for line in output.splitlines() if STRAY.search(line)]
+    assert not stray, "third-party noise in the demo's output:\n" + "\n".join(stray[:20])
 
 
 def _listening(address: str) -> bool:
@@ -55,6 +65,9 @@ def test_demo_makes_a_song_and_stops_everything(tiny_repository: Path, tmp_path:
     # A progress bar for the audio (stderr is a pipe here: one line per stage and quarter).
     assert re.search(r"diffusion\s+\[#+\.*\] \d+/4", result.stderr), result.stderr
     assert "servers stopped" in result.stdout
+    assert_clean(result.stdout + result.stderr)
+    # The last lines say where the files are and how to open the web page.
+    assert str(out.resolve()) in result.stdout.splitlines()[-2] and "web page:" in result.stdout.splitlines()[-1]
 
     audio = sorted(out.glob("*-1.flac"))
     assert len(audio) == 1, sorted(p.name for p in out.iterdir())
@@ -72,6 +85,21 @@ def test_demo_makes_a_song_and_stops_everything(tiny_repository: Path, tmp_path:
     assert meta["metadata"]["duration"] == 10
 
     # Nothing left running: neither the Triton nor the orchestrator port answers any more.
-    triton_grpc = re.search(r"tritonserver ready: grpc (\S+),", result.stdout).group(1)
-    orchestrator = re.search(r"orchestrator ready: http://(\S+?)/", result.stdout).group(1)
+    triton_match = re.search(r"tritonserver ready: grpc (\S+),", result.stdout)
+    orchestrator_match = re.search(r"orchestrator ready: http://(\S+?)/", result.stdout)
+    assert triton_match and orchestrator_match, result.stdout
+    triton_grpc, orchestrator = triton_match.group(1), orchestrator_match.group(1)
     assert not _listening(triton_grpc) and not _listening(orchestrator)
+
+
+def test_first_demo_exports_and_prints_only_its_own_lines(tmp_path: Path) -> None:
+    """A fresh clone's first `tritone demo` (what `make demo` runs): the export runs too, and the output holds the
+    demo's and the export's own progress lines only — no library warnings or progress bars."""
+    out, repository = tmp_path / "demo", tmp_path / "repository"
+    argv = [sys.executable, "-m", "orchestrator.cli", "demo", "sea", "--repository", str(repository), "--out", str(out)]
+    argv += ["--duration", "10", "--steps", "2", "--format", "mp3"]
+    result = subprocess.run(argv, capture_output=True, text=True, timeout=1500, cwd=ROOT, check=False)
+    assert result.returncode == 0, f"stdout:\n{result.stdout[-3000:]}\nstderr:\n{result.stderr[-3000:]}"
+    assert "exporting the tiny presets" in result.stderr and "repository ready at" in result.stdout
+    assert_clean(result.stdout + result.stderr)
+    assert sorted(out.glob("*-1.mp3"))

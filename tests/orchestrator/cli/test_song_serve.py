@@ -4,7 +4,7 @@ child process) and the session's tritonserver serving the tiny repository."""
 from __future__ import annotations
 
 import json
-import secrets
+import os
 import signal
 import socket
 import subprocess
@@ -19,29 +19,17 @@ import pytest
 import soundfile as sf
 
 from orchestrator.cli import main
-from orchestrator.commands import orchestrator_process
-from orchestrator.services.auth import hash_password
+from tests.orchestrator.support import served_orchestrator
 
 pytestmark = pytest.mark.triton
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 USER, PASSWORD = "cli-user", "cli-pw-123"
 
 
 @pytest.fixture(scope="module")
 def service(triton: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    folder = tmp_path_factory.mktemp("cli-orchestrator")
-    env = {
-        "TRITONE_USERS": json.dumps({USER: hash_password(PASSWORD, iterations=1000)}),
-        "TRITONE_JWT_SECRET": secrets.token_urlsafe(32),
-    }
-    with orchestrator_process(
-        triton_urls=[triton.grpc_url],
-        data_dir=folder / "data",
-        api_key=secrets.token_urlsafe(16),
-        log_path=folder / "orchestrator.log",
-        extra_env=env,
-    ) as base:
+    with served_orchestrator(triton.grpc_url, tmp_path_factory.mktemp("cli-orchestrator"), USER, PASSWORD) as base:
         yield base
 
 
@@ -99,9 +87,12 @@ def test_song_reports_the_field_the_server_rejects(
     assert "HTTP 401" in capsys.readouterr().err
 
 
+SERVE_KEY = "serve-test-key"
+
+
 @pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
 def test_serve_starts_triton_and_the_orchestrator_and_stops_both(tmp_path: Path, stop: signal.Signals) -> None:
-    from model_repository.server import free_port
+    from model_repository.launcher.server import free_port
     from tests.orchestrator.toy_models import write_echo_repository
 
     repo = write_echo_repository(tmp_path / "repo")
@@ -127,6 +118,8 @@ def test_serve_starts_triton_and_the_orchestrator_and_stops_both(tmp_path: Path,
             stderr=subprocess.STDOUT,
             cwd=ROOT,
             start_new_session=True,
+            # /health names the Triton servers only to an authenticated caller.
+            env=os.environ | {"TRITONE_API_KEYS": json.dumps({SERVE_KEY: "ops"})},
         )
     try:
         deadline = time.monotonic() + 120
@@ -134,7 +127,7 @@ def test_serve_starts_triton_and_the_orchestrator_and_stops_both(tmp_path: Path,
         while time.monotonic() < deadline:
             assert proc.poll() is None, log.read_text()
             try:
-                response = httpx.get(f"http://127.0.0.1:{port}/health", timeout=2)
+                response = httpx.get(f"http://127.0.0.1:{port}/health", headers={"X-API-Key": SERVE_KEY}, timeout=2)
                 health = response.json()["data"]
                 if health["triton"] and health["triton"][0]["healthy"]:
                     break

@@ -1,4 +1,9 @@
-"""The ``tritone`` command line. Each deployable registers its own subcommands; heavy imports happen inside them."""
+"""The ``tritone`` command line. Each deployable registers its own subcommands; heavy imports happen inside them.
+
+The orchestrator's commands are one module each here: ``song.py`` (create a song through the HTTP API),
+``serve.py`` (tritonserver + the orchestrator), ``models.py`` (Triton's model versions), ``demo.py`` (everything
+from a fresh clone); ``client.py`` is the song API client ``song`` and ``demo`` share.
+"""
 
 from __future__ import annotations
 
@@ -11,8 +16,11 @@ from collections.abc import Sequence
 # Modules that expose ``register(subparsers)``. Order = order in ``tritone --help``.
 _COMMAND_MODULES = (
     "export.cli",  # tritone export
-    "model_repository.cli",  # tritone triton
-    "orchestrator.commands",  # tritone song | serve | models | demo
+    "model_repository.launcher.cli",  # tritone triton
+    "orchestrator.cli.song",  # tritone song
+    "orchestrator.cli.serve",  # tritone serve
+    "orchestrator.cli.models",  # tritone models
+    "orchestrator.cli.demo",  # tritone demo
 )
 
 
@@ -39,7 +47,3 @@ def main(argv: Sequence[str] | None = None) -> int:
         # Operator mistakes (a missing folder, a bad flag value) end with one readable line, not a stack trace.
         print(f"tritone {args.command}: error: {exc}", file=sys.stderr)
         return 2
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -328,7 +328,8 @@ def safe_stem(text: str | None, fallback: str = "song") -> str:
 
 
 def save_results(client: SongClient, final: dict[str, Any], out_dir: Path) -> list[Path]:
-    """Download every audio item and the cover into ``out_dir``; write ``lyrics.txt`` and ``metadata.json``."""
+    """Download every audio item (with its ``.lrc`` when the song was timed) and the cover into ``out_dir``; write
+    ``lyrics.txt`` and ``metadata.json``."""
     out_dir.mkdir(parents=True, exist_ok=True)
     title = final.get("title") or (final.get("metadata") or {}).get("title")
     stem = safe_stem(title)
@@ -341,6 +342,8 @@ def save_results(client: SongClient, final: dict[str, Any], out_dir: Path) -> li
         client.download(str(item["audio_url"]), target)
         written.append(target)
         files.append({**item, "file": target.name})
+        if item.get("lrc_url"):  # lyric timing (align_lyrics): the .lrc beside its audio, same stem
+            written.append(client.download(str(item["lrc_url"]), target.with_suffix(".lrc")))
     if final.get("cover_url"):
         cover = client.download(str(final["cover_url"]), out_dir / "cover.png")
         written.append(cover)

@@ -1,0 +1,276 @@
+"""Submission: a request becomes a queued job (params with the seeds chosen, the model resolved, the uploads decoded
+and kept beside the job), within the queue's bound; and cancellation.
+
+Admission comes first (:meth:`Submitter.admit`: the user's submission rate, their queued + running cap, their
+storage quota, the global queue), so a request that will be answered 429 costs no decode; then an upload's header
+is checked (rate, channels, frames, duration) before it is decoded or resampled."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import secrets
+import shutil
+import uuid
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import numpy as np
+
+from orchestrator import store
+from orchestrator.db import Job
+from orchestrator.errors import ApiError
+from orchestrator.families import DRAWN_SEED_RANGE, MAX_DURATION_S, MAX_SEED, ModelChoice, parse_model
+from orchestrator.media.audio import SAMPLE_RATE, AudioDecodeError, decode_audio
+from orchestrator.media.probe import AudioHeaderError, check_header
+from orchestrator.schemas.acestep import TASKS_NEEDING_SOURCE, MusicGenerateCreate
+from orchestrator.schemas.song import SongCreate
+from orchestrator.services.jobs.engine import JobDeps, job_dir
+from orchestrator.services.jobs.requests import for_family
+from orchestrator.services.limits import RateLimits
+from orchestrator.services.model_catalog import ResolvedModel, describe_models, resolve_lm, resolve_model
+from orchestrator.services.storage import DiskFullError, StorageQuota, save_upload
+
+# Item i's seed wraps within the seeds every backend takes.
+_SEED_MODULUS = MAX_SEED + 1
+_RESULT_KEY = re.compile(r"^([0-9a-f-]{36})/([A-Za-z0-9_][A-Za-z0-9_.-]{0,127})$")
+
+
+def result_file_key(value: str) -> tuple[str, str] | None:
+    """``(job id, file name)`` when ``value`` names a result file as the APIs hand them out: ``<job id>/<file>``,
+    ``/v1/audio?path=<job id>%2F<file>&…`` or ``/v1/files/<job id>/<file>?…`` (absolute URLs too); else None."""
+    parsed = urlsplit(value.strip())
+    text = parsed.path
+    if parsed.path.endswith("/v1/audio"):
+        text = (parse_qs(parsed.query).get("path") or [""])[0]
+    elif "/v1/files/" in parsed.path:
+        text = parsed.path.split("/v1/files/", 1)[1]
+    match = _RESULT_KEY.match(text.strip("/"))
+    if match is None or ".." in match.group(2):
+        return None
+    return match.group(1), match.group(2)
+
+
+def pick_seeds(batch_size: int, seed: int | None) -> list[int]:
+    """Item i gets ``seed + i``; without a seed, independent random seeds (recorded, so a resumed job is identical)."""
+    if seed is None or seed < 0:
+        return [secrets.randbelow(DRAWN_SEED_RANGE) for _ in range(batch_size)]
+    return [(seed + i) % _SEED_MODULUS for i in range(batch_size)]
+
+
+class Submitter:
+    def __init__(self, deps: JobDeps) -> None:
+        self._settings = deps.settings
+        self._sessions = deps.sessions
+        self._bus = deps.bus
+        self._webhooks = deps.webhooks
+        self._queue_info = deps.queue_info
+        self._gateway = deps.gateway
+        self._submit_lock = asyncio.Lock()
+        self.on_submitted: Callable[[], None] = lambda: None
+        self.limits = RateLimits(deps.settings)
+        self.quota = StorageQuota(deps.settings, deps.sessions)
+
+    async def admit(self, owner: str) -> None:
+        """429 + Retry-After before any work: rate, per-user cap, storage quota, then the global bound."""
+        self.limits.check_submit(owner)
+        await self.quota.check(owner)
+        retry = await self._queue_info.retry_after()
+        async with self._sessions() as session:
+            await self.limits.check_user_queue(session, owner, retry)
+            active = await store.count_active(session=session)
+        if active >= self._settings.queue_max:
+            raise ApiError(
+                429, str(store.QueueFullError(active, self._settings.queue_max)), headers={"Retry-After": str(retry)}
+            )
+
+    async def _insert(
+        self, *, kind: str, owner: str, params: dict[str, Any], callback_url: str | None, public_id: str | None = None
+    ) -> Job:
+        try:
+            async with self._submit_lock, self._sessions() as session:
+                job = await store.create_job(
+                    session=session,
+                    kind=kind,
+                    owner=owner,
+                    params=params,
+                    callback_url=callback_url,
+                    queue_max=self._settings.queue_max,
+                    public_id=public_id,
+                )
+        except store.QueueFullError as exc:
+            retry = await self._queue_info.retry_after()
+            raise ApiError(429, str(exc), headers={"Retry-After": str(retry)}) from None
+        self._queue_info.invalidate()
+        self.on_submitted()
+        if callback_url:
+            self._webhooks.send(job_id=job.public_id, url=callback_url, event="status", payload={"status": "queued"})
+        return job
+
+    async def submit_song(self, *, owner: str, body: SongCreate) -> Job:
+        if body.vocal_mode != "instrumental_quick" and not self._settings.enable_lyricist:
+            raise ApiError(
+                503,
+                "the lyricist service is not enabled on this server (set TRITONE_ENABLE_LYRICIST=true), "
+                "or ask for vocal_mode 'instrumental_quick'",
+                field="vocal_mode",
+            )
+        await self.admit(owner)
+        callback_url = await self._webhooks.validate(body.callback_url)
+        params = body.model_dump(mode="json")
+        params["seeds"] = pick_seeds(body.batch_size, body.seed)
+        requested = body.model or self._settings.default_model
+        resolved = await self._resolve_model(parse_model(requested), requested)
+        params["family"], params["version_set"] = resolved.family, resolved.version_set
+        params["model_requested"], params["model_fallback"] = requested, resolved.fallback
+        for_family(resolved.family).defaults(params, body.model_fields_set)
+        params["cover_size"] = body.cover_size or self._settings.cover_default_aspect
+        return await self._insert(kind="song", owner=owner, params=params, callback_url=callback_url)
+
+    async def submit_music(
+        self, *, owner: str, body: MusicGenerateCreate, uploads: Mapping[str, bytes] | None = None
+    ) -> Job:
+        await self.admit(owner)
+        callback_url = await self._webhooks.validate(body.callback_url)
+        requested = body.model or self._settings.default_model
+        choice = parse_model(requested)
+        if body.version_set:
+            choice = ModelChoice(choice.family, body.version_set, pinned=True)
+        resolved = await self._resolve_model(choice, requested)
+        family = for_family(choice.family)
+        family.check_music(body, choice)
+        lm = None
+        if body.lm_model_path or body.lm_backend:
+            lm = resolve_lm(
+                self._settings,
+                await self._gateway.models(),
+                lm_model_path=body.lm_model_path,
+                lm_backend=body.lm_backend,
+            )
+        sources: dict[str, bytes] = {}
+        for name, path_field in (("src_audio", "src_audio_path"), ("reference_audio", "reference_audio_path")):
+            if uploads and uploads.get(name):
+                sources[name] = uploads[name]  # an upload wins over the *_path field, as upstream does
+            elif getattr(body, path_field):
+                sources[name] = await self._read_source(owner, path_field, getattr(body, path_field))
+        if body.task_type in TASKS_NEEDING_SOURCE and "src_audio" not in sources:
+            raise ApiError(
+                422,
+                f"task_type '{body.task_type}' needs source audio: upload src_audio or set src_audio_path",
+                field="src_audio",
+            )
+        decoded: dict[str, np.ndarray] = {}
+        for name, data in sources.items():
+            try:
+                check_header(data, max_seconds=MAX_DURATION_S)
+            except AudioHeaderError as exc:
+                raise ApiError(422, f"{name}: {exc.field}: {exc.message}", field=name) from None
+            try:
+                decoded[name] = await asyncio.to_thread(decode_audio, data, target_rate=SAMPLE_RATE)
+            except AudioDecodeError as exc:
+                raise ApiError(422, f"{name}: could not decode the audio: {exc}", field=name) from None
+            seconds = decoded[name].shape[-1] / SAMPLE_RATE
+            if seconds > MAX_DURATION_S:
+                raise ApiError(
+                    422, f"{name}: audio is {seconds:.0f} s long; at most {MAX_DURATION_S:g} s is accepted", field=name
+                )
+        batch = body.batch_size or self._settings.default_batch_size
+        params = body.model_dump(mode="json")
+        params["batch_size"] = batch
+        params["seeds"] = pick_seeds(batch, None if body.use_random_seed else body.seed)
+        params["family"], params["version_set"] = resolved.family, resolved.version_set
+        params["model_requested"], params["model_fallback"] = requested, resolved.fallback
+        params["lm"] = lm
+        family.check_music_sources(body, choice, sources)
+        family.defaults(params, body.model_fields_set)
+        params["uploads"] = sorted(decoded)
+        params["src_audio_seconds"] = (
+            round(decoded["src_audio"].shape[-1] / SAMPLE_RATE, 3) if "src_audio" in decoded else None
+        )
+        params.pop("src_audio_path", None)
+        params.pop("reference_audio_path", None)
+        public_id = str(uuid.uuid4())
+        directory = job_dir(self._settings, public_id)
+        if decoded:
+            try:
+                await asyncio.to_thread(self._save_uploads, directory, decoded)
+            except DiskFullError:
+                shutil.rmtree(directory, ignore_errors=True)
+                raise ApiError(
+                    507, "the server's data disk is full; the upload was not kept — try again later", field="src_audio"
+                ) from None
+        try:
+            return await self._insert(
+                kind="music", owner=owner, params=params, callback_url=callback_url, public_id=public_id
+            )
+        except BaseException:
+            shutil.rmtree(directory, ignore_errors=True)
+            raise
+
+    async def _resolve_model(self, choice: ModelChoice, requested: str) -> ResolvedModel:
+        """A named version set is checked against what the sampler serves (a family's default needs no look-up)."""
+        if choice.version_set is None:
+            return ResolvedModel(choice.family, None, requested)
+        described, _ = await describe_models(self._gateway, self._settings.sampler_model)
+        return resolve_model(choice, requested, described)
+
+    async def _read_source(self, owner: str, field_name: str, value: str) -> bytes:
+        """A ``*_path`` value: one of the caller's own results (the ``file`` a result returned, or its
+        ``<job id>/<file>`` path — a chained edit), else a server path under ``TRITONE_AUDIO_PATH_ROOT``."""
+        own = result_file_key(value)
+        if own is not None:
+            job_id, name = own
+            async with self._sessions() as session:
+                job = await store.get_job(session=session, public_id=job_id, owner=owner)
+            files = {item.get("file") for item in ((job.result or {}) if job is not None else {}).get("items", [])}
+            if job is None or name not in files:
+                raise ApiError(
+                    422, f"{field_name}: {value!r} is not one of your results (no such job or file)", field=field_name
+                )
+            path = job_dir(self._settings, job_id) / name
+            if not path.is_file():
+                raise ApiError(422, f"{field_name}: the result file {job_id}/{name} is gone", field=field_name)
+            return await asyncio.to_thread(path.read_bytes)
+        return await asyncio.to_thread(self._read_server_path, field_name, value)
+
+    def _read_server_path(self, field_name: str, value: str) -> bytes:
+        root = self._settings.audio_path_root
+        if root is None:
+            raise ApiError(
+                422,
+                f"{field_name}: {value!r} is neither one of your results (the 'file' a result returned) nor "
+                "allowed as a server path (no TRITONE_AUDIO_PATH_ROOT); upload the file instead",
+                field=field_name,
+            )
+        root = root.resolve()
+        candidate = Path(value)
+        resolved = (candidate if candidate.is_absolute() else root / candidate).resolve()
+        if not resolved.is_relative_to(root):
+            raise ApiError(422, f"{field_name}: the path must lie inside {root}", field=field_name)
+        if not resolved.is_file():
+            raise ApiError(422, f"{field_name}: no such file under {root}: {value}", field=field_name)
+        if resolved.stat().st_size > self._settings.upload_max_bytes:
+            raise ApiError(
+                413, f"{field_name}: the file is larger than {self._settings.upload_max_bytes} bytes", field=field_name
+            )
+        return resolved.read_bytes()
+
+    @staticmethod
+    def _save_uploads(directory: Path, decoded: Mapping[str, np.ndarray]) -> None:
+        directory.mkdir(parents=True, exist_ok=True)
+        for name, wave in decoded.items():
+            save_upload(directory, name, wave)
+
+    async def cancel(self, *, owner: str, public_id: str) -> Job | None:
+        async with self._sessions() as session:
+            job = await store.cancel_job(session=session, public_id=public_id, owner=owner)
+        if job is not None:
+            self._queue_info.invalidate()
+            self._bus.notify(job.id)
+            if job.status == "cancelled" and job.callback_url:
+                self._webhooks.send(
+                    job_id=job.public_id, url=job.callback_url, event="status", payload={"status": "cancelled"}
+                )
+        return job
