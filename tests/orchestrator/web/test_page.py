@@ -102,7 +102,7 @@ def test_page_logs_in_explains_errors_and_makes_a_song(site: str, browser: Any) 
     page.click("label[for=track-drums]")
     page.click("#adv-audio summary")
     page.fill("#duration", "10")
-    page.fill("#inference_steps", "24")
+    page.fill("#inference_steps", "60")  # long enough for the event stream to show steps between 0 and 100
     page.select_option("#audio_format", "mp3")
     page.fill("#seed", "7")
     page.evaluate(_RECORDER)
