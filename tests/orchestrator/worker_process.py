@@ -28,6 +28,21 @@ def main() -> None:
         log_path=Path(options["log_path"]) if options.get("log_path") else None,
         name=f"double-{options.get('name', 'worker')}",
     )
+    hold = options.get("hold")  # a stage to stay in until the process is killed (the crash drills)
+    if hold == "post":
+        import time
+
+        from orchestrator.services.jobs import post
+
+        encode = post.encode_audio
+
+        def stuck_encode(*args, **kwargs):  # type: ignore[no-untyped-def]
+            time.sleep(3600)
+            return encode(*args, **kwargs)
+
+        post.encode_audio = stuck_encode  # type: ignore[assignment]
+    elif hold:
+        gateway.gate(hold)  # never opened: the model's stream blocks before its final event
     app = create_app(settings, gateway=gateway)
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
