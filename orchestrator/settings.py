@@ -107,6 +107,11 @@ class Settings(BaseSettings):
     request_rate: str = Field(default="3000/minute", description="authenticated API requests per user (limits syntax)")
     user_queue_max: int = Field(default=20, ge=1, description="queued + running jobs one user may have")
     admin_users: list[str] = Field(default_factory=list, description="users who see global /v1/stats and /health")
+    user_classes: dict[str, str] = Field(
+        default_factory=dict,
+        description="user -> class name for the per-class queue metrics (e.g. {\"alice\": \"pro\"}); others are "
+        "'admin' (admin_users) or 'default'",
+    )
     webhook_secrets: dict[str, str] = Field(
         default_factory=dict, description="user -> callback signing secret; others get one derived per user"
     )

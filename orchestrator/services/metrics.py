@@ -5,6 +5,8 @@ HTTP requests by route and status come from ``prometheus-fastapi-instrumentator`
 
 - ``tritone_jobs{state}``                 — jobs per status in the database (refreshed with the queue positions);
 - ``tritone_queue_depth``                 — claimable jobs waiting; ``tritone_queue_waiting_users`` — their owners;
+  ``tritone_queue_depth_by_class{user_class}`` — the waiting jobs by their owner's class (admin, or
+  ``TRITONE_USER_CLASSES``, else ``default``);
 - ``tritone_worker_slots_busy``           — jobs this process is running;
 - ``tritone_jobs_finished_total{kind,outcome}`` — terminal writes by this process;
 - ``tritone_stage_duration_seconds{stage,outcome}`` — one observation per stage run (ok, failed, interrupted);
@@ -28,6 +30,9 @@ JOB_STATES = ("queued", "running", "succeeded", "failed", "cancelled")
 JOBS = Gauge("tritone_jobs", "Jobs in the database by status", ["state"])
 QUEUE_DEPTH = Gauge("tritone_queue_depth", "Jobs waiting to be claimed (queued, or running with a lapsed lease)")
 QUEUE_USERS = Gauge("tritone_queue_waiting_users", "Distinct owners with a job waiting")
+QUEUE_BY_CLASS = Gauge(
+    "tritone_queue_depth_by_class", "Jobs waiting, by the owner's class (TRITONE_USER_CLASSES)", ["user_class"]
+)
 SLOTS_BUSY = Gauge("tritone_worker_slots_busy", "Jobs this orchestrator process is running")
 JOBS_FINISHED = Counter("tritone_jobs_finished_total", "Jobs this process finished", ["kind", "outcome"])
 STAGE_SECONDS = Histogram(
@@ -54,3 +59,18 @@ def webhook_outcome(event: str, outcome: str) -> None:
     """One delivery attempt's outcome: ``delivered``, ``retry`` (will be tried again), ``refused`` (a target the
     policy refuses, or a 4xx), ``gave_up`` (the last attempt failed)."""
     WEBHOOKS.labels(event=event, outcome=outcome).inc()
+
+
+def set_queue_by_class(owners: list[str], classes: dict[str, str], admins: list[str]) -> None:
+    """Waiting jobs per owner class: ``classes`` (user -> class) first, then ``admin`` for admins, else ``default``.
+    Classes seen before and now empty are set to 0, so a chart drops to zero instead of keeping its last value."""
+    counts: dict[str, int] = {}
+    for owner in owners:
+        name = classes.get(owner) or ("admin" if owner in admins else "default")
+        counts[name] = counts.get(name, 0) + 1
+    for name in set(_seen_classes) | set(counts):
+        QUEUE_BY_CLASS.labels(user_class=name).set(counts.get(name, 0))
+    _seen_classes.update(counts)
+
+
+_seen_classes: set[str] = set()

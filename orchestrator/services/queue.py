@@ -104,6 +104,9 @@ class QueueInfo:
         metrics.set_job_counts(counts)
         metrics.QUEUE_DEPTH.set(len(order))
         metrics.QUEUE_USERS.set(len({entry.owner for entry in order}))
+        metrics.set_queue_by_class(
+            [entry.owner for entry in order], self._settings.user_classes, self._settings.admin_users
+        )
 
     async def _refresh_means(self) -> None:
         async with self._sessions() as session:

@@ -12,9 +12,11 @@ from typing import Any
 
 import httpx
 import numpy as np
+from prometheus_client import generate_latest
 
 from orchestrator import store
 from orchestrator.db import make_engine, make_sessionmaker
+from orchestrator.services import metrics
 from orchestrator.services.triton import ModelEvent, ServerHealth, TritonUnavailableError
 from tests.orchestrator.doubles import StageRunnerDouble
 from tests.orchestrator.support import login, make_settings, running_app, song_status, wait_for, wait_song
@@ -168,6 +170,20 @@ async def test_metrics_after_a_job_and_request_ids(tmp_path) -> None:
         assert echoed.headers["x-request-id"] == "abc-123"
         made = await client.get("/health", headers={"X-Request-ID": "bad id with spaces"})
         assert made.headers["x-request-id"] != "bad id with spaces" and len(made.headers["x-request-id"]) == 16
+
+
+async def test_queue_depth_by_user_class(tmp_path) -> None:
+    """Jobs waiting (no worker in this app) are counted by their owner's class."""
+    settings = make_settings(tmp_path, triton_concurrency=0, user_classes={"alice": "pro"})
+    async with running_app(settings, StageRunnerDouble()) as (_, client):
+        headers = await login(client)
+        for theme in ("one", "two"):
+            await _create(client, headers, theme)
+        await asyncio.sleep(0.8)  # the queue gauges refresh twice a second
+        text = (await client.get("/metrics")).text
+        assert 'tritone_queue_depth_by_class{user_class="pro"} 2.0' in text, text[-2000:]
+    metrics.set_queue_by_class([], {}, [])  # the queue emptied: the class drops to zero, not its last value
+    assert 'tritone_queue_depth_by_class{user_class="pro"} 0.0' in generate_latest().decode()
 
 
 async def test_metrics_token(tmp_path) -> None:
