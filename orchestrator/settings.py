@@ -105,6 +105,11 @@ class Settings(BaseSettings):
     login_rate: str = Field(default="10/minute", description="login attempts per username and per client address")
     submit_rate: str = Field(default="30/minute", description="job submissions per user (limits syntax)")
     request_rate: str = Field(default="3000/minute", description="authenticated API requests per user (limits syntax)")
+    rate_limit_storage: str = Field(
+        default="memory://",
+        description="where the rate-limit windows live: memory:// (per process) or redis://host:6379 (shared by "
+        "every orchestrator process, so N processes still allow the configured rate once)",
+    )
     user_queue_max: int = Field(default=20, ge=1, description="queued + running jobs one user may have")
     admin_users: list[str] = Field(default_factory=list, description="users who see global /v1/stats and /health")
     user_classes: dict[str, str] = Field(

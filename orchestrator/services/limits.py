@@ -7,7 +7,8 @@
 - queued + running jobs per user (``user_queue_max``), so one tenant cannot take the whole queue.
 
 Each refusal is an :class:`~orchestrator.errors.ApiError` 429 with ``Retry-After`` and the setting to raise.
-Limits are per process: behind several orchestrators a user gets up to that many times the rate.
+The windows live where ``rate_limit_storage`` says: ``memory://`` (one process; behind N orchestrators a user gets up
+to N times the rate) or ``redis://host:port`` (shared: every process counts against the same windows).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import math
 import time
 
 from limits import RateLimitItem, parse
-from limits.storage import MemoryStorage
+from limits.storage import Storage, storage_from_string
 from limits.strategies import MovingWindowRateLimiter
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -40,10 +41,22 @@ def _too_many(message: str, retry_after: float, field: str | None = None) -> Api
     return ApiError(429, f"{message}; retry in {seconds} s", field=field, headers={"Retry-After": str(seconds)})
 
 
+def _storage(uri: str) -> Storage:
+    try:
+        storage = storage_from_string(uri, key_prefix="tritone-limits")
+    except Exception as exc:  # unknown scheme, or the client library for it is missing
+        raise ValueError(
+            f"TRITONE_RATE_LIMIT_STORAGE={uri!r} cannot be used ({exc}); use memory:// or redis://host:6379"
+        ) from None
+    if not isinstance(storage, Storage):
+        raise ValueError(f"TRITONE_RATE_LIMIT_STORAGE={uri!r} names an async storage; use memory:// or redis://")
+    return storage
+
+
 class RateLimits:
     def __init__(self, settings: Settings) -> None:
         self._settings = settings
-        self._limiter = MovingWindowRateLimiter(MemoryStorage())
+        self._limiter = MovingWindowRateLimiter(_storage(settings.rate_limit_storage))
         self._login = _parse("login_rate", settings.login_rate)
         self._submit = _parse("submit_rate", settings.submit_rate)
         self._request = _parse("request_rate", settings.request_rate)

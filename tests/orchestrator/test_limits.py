@@ -148,3 +148,39 @@ async def test_request_rate_per_user(tmp_path) -> None:
         assert "TRITONE_REQUEST_RATE" in r.json()["error"]["message"] and int(r.headers["Retry-After"]) >= 1
         assert (await client.get("/v1/stats", headers=bob)).status_code == 200
         assert (await client.get("/v1/stats", headers={"X-API-Key": "key-carol-123"})).status_code == 200
+
+
+def _redis_missing() -> str | None:
+    try:
+        import redis
+
+        redis.Redis(host="127.0.0.1", port=6379, socket_connect_timeout=1).ping()
+    except Exception as exc:  # no client library or no server
+        return f"no Redis on 127.0.0.1:6379 ({type(exc).__name__}: {exc})"
+    return None
+
+
+@pytest.mark.skipif(_redis_missing() is not None, reason=str(_redis_missing()))
+async def test_two_orchestrators_share_one_login_window_in_redis(tmp_path) -> None:
+    """With rate_limit_storage on Redis, failed logins at one process count at the other too."""
+    import redis
+
+    user = f"carol-{time.time_ns()}"  # a fresh window: the server keeps keys across runs
+    server = redis.Redis(host="127.0.0.1", port=6379)
+    for key in server.scan_iter("tritone-limits*login*"):  # the client-address window of earlier runs, too
+        server.delete(key)
+    shared = {"login_rate": "2/minute", "rate_limit_storage": "redis://127.0.0.1:6379"}
+    async with running_app(make_settings(tmp_path / "a", **shared), StageRunnerDouble()) as (_, first):
+        async with running_app(make_settings(tmp_path / "b", **shared), StageRunnerDouble()) as (_, second):
+            for client in (first, second):
+                r = await client.post("/auth/login", json={"username": user, "password": "nope"})
+                assert r.status_code == 401
+            r = await first.post("/auth/login", json={"username": user, "password": "nope"})
+            assert r.status_code == 429 and int(r.headers["Retry-After"]) >= 1
+
+
+def test_rate_limit_storage_errors_name_the_setting(tmp_path) -> None:
+    from orchestrator.services.limits import RateLimits
+
+    with pytest.raises(ValueError, match="TRITONE_RATE_LIMIT_STORAGE='nosuch://x' cannot be used"):
+        RateLimits(make_settings(tmp_path, rate_limit_storage="nosuch://x"))
