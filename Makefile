@@ -8,7 +8,7 @@ OUT ?= out/demo
 TOOLS := .tools
 PERF_ANALYZER := $(TOOLS)/perf_analyzer/bin/perf_analyzer
 
-.PHONY: setup system-deps test lint demo perf-analyzer clean
+.PHONY: setup system-deps test test-slow lint demo perf-analyzer clean
 
 # System packages the stack needs: libpython3.11 (Triton's Python-backend stub embeds it), libb64 (perf_analyzer),
 # chromium + chromium-driver (the web page's end-to-end test), fonts-wqy-microhei (a small CJK font: Chinese titles on
@@ -55,10 +55,15 @@ $(PERF_ANALYZER): | $(VENV)/.installed
 
 perf-analyzer: $(PERF_ANALYZER)
 
+# The default run skips tests marked `slow` (each long drill keeps a short variant in the default run);
+# `make test-slow` runs those.
 test: setup perf-analyzer
 	$(BIN)/ruff check .
 	$(BIN)/mypy
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -m "not slow"
+
+test-slow: setup perf-analyzer
+	$(BIN)/python -m pytest -q -m slow
 
 lint: setup
 	$(BIN)/ruff check .

@@ -47,7 +47,6 @@ def serve(app: FastAPI) -> Iterator[str]:
         sock.close()
 
 
-@pytest.mark.slow
 def test_openapi_schema_fuzz_has_no_server_errors(tmp_path) -> None:
     from hypothesis import HealthCheck, given
     from hypothesis import settings as hsettings

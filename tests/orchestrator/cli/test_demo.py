@@ -15,7 +15,7 @@ import pytest
 import soundfile as sf
 from PIL import Image
 
-pytestmark = [pytest.mark.triton, pytest.mark.slow]
+pytestmark = pytest.mark.triton
 
 ROOT = Path(__file__).resolve().parents[3]
 # Third-party noise that must not reach a user's terminal (issue 16: the demo prints its own lines only).
@@ -92,6 +92,7 @@ def test_demo_makes_a_song_and_stops_everything(tiny_repository: Path, tmp_path:
     assert not _listening(triton_grpc) and not _listening(orchestrator)
 
 
+@pytest.mark.slow  # a full tiny export (~2 min on 2 cores); the demo itself runs in the default suite above
 def test_first_demo_exports_and_prints_only_its_own_lines(tmp_path: Path) -> None:
     """A fresh clone's first `tritone demo` (what `make demo` runs): the export runs too, and the output holds the
     demo's and the export's own progress lines only — no library warnings or progress bars."""
