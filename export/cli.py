@@ -94,6 +94,8 @@ def run(args: argparse.Namespace) -> int:
     logging.getLogger("onnxscript").setLevel(logging.WARNING)
     if not getattr(args, "verbose", False):
         quiet_third_party()
+        # The export's own INFO lines repeat its progress lines with timestamps; warnings still show.
+        logging.getLogger("export").setLevel(logging.WARNING)
     repo: Path = args.out
     work: Path = args.work or repo.parent / f".{repo.name}-work"
     repo.mkdir(parents=True, exist_ok=True)
