@@ -45,7 +45,8 @@ class Settings(BaseSettings):
     lm_aliases: dict[str, str] = Field(
         default_factory=dict,
         description="names clients send as lm_model_path / lm_backend -> a served LM ('lm' or 'lm:<version>'), "
-        "e.g. {\"acestep-5Hz-lm-0.6B\": \"lm\", \"pt\": \"lm\"}; other names are refused (422)",
+        "e.g. {\"acestep-5Hz-lm-1.7B\": \"lm:2\"}; upstream's own LM names and backends (pt, vllm, mlx) run on the "
+        "served LM otherwise (reported as a fallback); other names are refused (422)",
     )
     sampler_model: str = "sampler"
 

@@ -255,6 +255,10 @@ class JobResultPublic(BaseModel):
     caption: str | None = None
     dit_model: str = Field(default="", description="the model that ran, under the name clients know")
     lm_model: str = Field(default="", description="the LM that ran ('' when none did)")
+    lm_requested: dict[str, str] | None = Field(default=None, description="lm_model_path / lm_backend as sent")
+    lm_fallback: bool = Field(
+        default=False, description="an upstream LM name or backend that is not served ran on the served LM"
+    )
     model: dict[str, Any] | None = Field(
         default=None, description="name, family, version_set, network versions, requested name, fallback"
     )

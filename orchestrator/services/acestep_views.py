@@ -46,6 +46,8 @@ def model_report(job: Job) -> dict[str, Any]:
     return {
         "dit_model": str(model.get("name") or (job.params or {}).get("family") or ""),
         "lm_model": str(result.get("lm_model") or ""),
+        "lm_requested": result.get("lm_requested"),
+        "lm_fallback": bool(result.get("lm_fallback")),
         "model": model or None,
     }
 

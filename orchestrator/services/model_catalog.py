@@ -124,17 +124,29 @@ def served_lm(triton_models: list[dict[str, Any]], lm_model: str) -> list[str]:
     return sorted({v for v in chosen if v}, key=lambda v: (len(v), v), reverse=True) or [""]
 
 
+# What upstream's clients send for the 5 Hz LM: its published checkpoints and its engine names. Like the DiT names,
+# one that is not served (or mapped in TRITONE_LM_ALIASES) runs on the served LM, and the result says so
+# (``fallback``); any other value is refused.
+UPSTREAM_LM_NAMES = ("acestep-5Hz-lm-0.6B", "acestep-5Hz-lm-1.7B", "acestep-5Hz-lm-4B")
+UPSTREAM_LM_BACKENDS = ("pt", "vllm", "mlx")
+
+
 def resolve_lm(
     settings: Settings, triton_models: list[dict[str, Any]], *, lm_model_path: str | None, lm_backend: str | None
 ) -> dict[str, Any]:
     """``lm_model_path`` / ``lm_backend`` → the served LM that runs (``{"name", "version", "requested"}``); a name
-    that is not served (directly, as ``lm:<version>``, or through ``TRITONE_LM_ALIASES``) is a 422 naming what is."""
+    that is not served (directly, as ``lm:<version>``, or through ``TRITONE_LM_ALIASES``) runs on the served LM when
+    it is one of upstream's (``fallback``), and is otherwise a 422 naming what is served."""
     versions = served_lm(triton_models, settings.lm_model)
     newest = versions[0]
     names = {settings.lm_model: newest} | {f"{settings.lm_model}:{v}": v for v in versions if v}
     requested = {k: v for k, v in (("lm_model_path", lm_model_path), ("lm_backend", lm_backend)) if v}
+    fallback = False
     for field_name, value in requested.items():
         target = settings.lm_aliases.get(value, value)
+        upstream = UPSTREAM_LM_NAMES if field_name == "lm_model_path" else UPSTREAM_LM_BACKENDS
+        if target not in names and value in upstream:
+            target, fallback = settings.lm_model, True  # upstream's name: run on the served LM, and say so
         if target not in names:
             raise ApiError(
                 422,
@@ -152,7 +164,7 @@ def resolve_lm(
                 field=field_name,
             )
     label = f"{settings.lm_model}:{newest}" if newest else settings.lm_model
-    return {"name": label, "version": newest or None, "requested": requested or None}
+    return {"name": label, "version": newest or None, "requested": requested or None, "fallback": fallback}
 
 
 def lm_entries(settings: Settings, triton_models: list[dict[str, Any]]) -> list[dict[str, Any]]:

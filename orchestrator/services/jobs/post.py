@@ -144,6 +144,9 @@ class Post:
                 "fallback": bool(p.get("model_fallback")),
             },
             "lm_model": run.state.get("lm_model"),
+            # what the client asked for as lm_model_path / lm_backend, and whether an upstream name ran on the served LM
+            "lm_requested": (p.get("lm") or {}).get("requested"),
+            "lm_fallback": bool((p.get("lm") or {}).get("fallback")),
             "lm_metas": run.state.get("lm_metas"),
             "generation_info": (
                 f"Steps: {p['inference_steps']}, "

@@ -12,8 +12,9 @@ runs in open mode (``TRITONE_AUTH=none``, loopback only).
   ``error`` (or the result) as the failure text;
 - download: a ``file`` starting with ``/v1/audio`` is fetched as ``${ACESTEP_API}${file}``, without headers.
 
-Its two LM fields are not silently dropped: they must name a served LM — here mapped by ``TRITONE_LM_ALIASES`` —
-or the task is refused with a message naming what is served.
+Its two LM fields are not silently dropped: upstream's own LM names and backends (the UI's defaults) run on the
+served LM and the result says so (``lm_fallback``, ``lm_requested``); ``TRITONE_LM_ALIASES`` can map them to a
+given version; a name that is no LM at all is refused with a message naming what is served.
 """
 
 from __future__ import annotations
@@ -78,15 +79,26 @@ async def test_generate_progress_and_download_without_credentials(tmp_path) -> N
         assert job["result"]["lm_model"] == "lm:1" and job["result"]["dit_model"] == "acestep-v15-turbo"
 
 
-async def test_lm_names_that_are_not_served_are_refused_naming_what_is(tmp_path) -> None:
+async def test_upstream_lm_names_run_on_the_served_lm_and_others_are_refused(tmp_path) -> None:
     async with running_app(make_settings(tmp_path, auth="none"), DescribingDouble()) as (_, client):
+        # the UI's defaults, with no alias configured: they run on the served LM, reported as a fallback
         r = await client.post("/release_task", content=json.dumps(_body()), headers=HEADERS)
+        assert r.status_code == 200, r.text
+        polled = await poll_query_result(client, r.json()["data"]["task_id"])
+        assert polled.entry["status"] == 1 and polled.items[0]["lm_model"] == "lm:1"
+        job = (await client.get(f"/v1/jobs/{r.json()['data']['task_id']}")).json()
+        assert job["result"]["lm_fallback"] is True
+        assert job["result"]["lm_requested"] == {"lm_model_path": "acestep-5Hz-lm-0.6B", "lm_backend": "pt"}
+        # names that are no LM at all are refused, naming what is served
+        r = await client.post(
+            "/release_task", content=json.dumps(_body(lm_model_path="my-own-lm")), headers=HEADERS
+        )
         assert r.status_code == 422
         error = r.json()["error"]
         assert error["field"] == "lm_model_path" and "served LM: lm, lm:1" in error["message"]
         assert "TRITONE_LM_ALIASES" in error["message"]
         r = await client.post(
-            "/release_task", content=json.dumps(_body(lm_model_path=None, lm_backend="mlx")), headers=HEADERS
+            "/release_task", content=json.dumps(_body(lm_model_path=None, lm_backend="tensorrt-llm")), headers=HEADERS
         )
         assert r.status_code == 422 and r.json()["error"]["field"] == "lm_backend"
         ok = await client.post(
