@@ -29,7 +29,7 @@ import torch
 from diffusers.models.transformers.ace_step_transformer import AceStepAttnProcessor2_0
 from torch import nn
 
-from export.acestep15.networks import ENCODER_BUCKETS, FRAME_BUCKETS, LYRIC_BUCKETS, MaskedDiT
+from export.acestep15.networks import ENCODER_BUCKETS, FRAME_BUCKETS, LYRIC_BUCKETS, MaskedDiT, dit_inputs
 from export.contracts import Axis, NetworkContract, TensorSpec
 
 logger = logging.getLogger(__name__)
@@ -163,13 +163,7 @@ def align_contract(condition_hidden: int, acoustic_dim: int, *, max_batch_size: 
         name="dit_align",
         description="one DiT evaluation returning chosen heads' cross-attention over the lyrics (lyric timing)",
         inputs=(
-            TensorSpec("hidden_states", "float32", (b, "frames", c)),
-            TensorSpec("timestep", "float32", (b, 1), fill="timestep"),
-            TensorSpec("timestep_r", "float32", (b, 1), fill="timestep"),
-            TensorSpec("encoder_hidden_states", "float32", (b, "encoder", condition_hidden)),
-            TensorSpec("encoder_attention_mask", "int64", (b, "encoder"), fill="mask"),
-            TensorSpec("context_latents", "float32", (b, "frames", 2 * c)),
-            TensorSpec("latent_mask", "int64", (b, "frames"), fill="mask"),
+            *dit_inputs(c, condition_hidden),
             # Indices into the packed condition sequence (lyrics come first in it); padding repeats index 0.
             TensorSpec("lyric_positions", "int64", (b, "lyric"), fill="ids", high=2),
         ),

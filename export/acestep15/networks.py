@@ -226,6 +226,21 @@ class AudioDetokenizerNet(nn.Module):
         return self.detokenizer(quantized)
 
 
+def dit_inputs(acoustic_dim: int, condition_hidden: int) -> tuple[TensorSpec, ...]:
+    """One DiT evaluation's inputs, shared by ``dit`` and ``dit_align`` (which adds the lyric positions)."""
+    c, b = acoustic_dim, "batch"
+    return (
+        TensorSpec("hidden_states", "float32", (b, "frames", c)),
+        # [B, 1] rather than [B]: Triton needs at least one non-batch dim.
+        TensorSpec("timestep", "float32", (b, 1), fill="timestep"),
+        TensorSpec("timestep_r", "float32", (b, 1), fill="timestep"),
+        TensorSpec("encoder_hidden_states", "float32", (b, "encoder", condition_hidden)),
+        TensorSpec("encoder_attention_mask", "int64", (b, "encoder"), fill="mask"),
+        TensorSpec("context_latents", "float32", (b, "frames", 2 * c)),
+        TensorSpec("latent_mask", "int64", (b, "frames"), fill="mask"),
+    )
+
+
 def build_contracts(dims: PipelineDims, *, max_batch_size: int = 8) -> dict[str, NetworkContract]:
     """The contracts of the eight ACE-Step 1.5 networks for a checkpoint with these dimensions."""
     c, h_text, h_cond = dims.acoustic_dim, dims.text_hidden, dims.condition_hidden
@@ -273,16 +288,7 @@ def build_contracts(dims: PipelineDims, *, max_batch_size: int = 8) -> dict[str,
         NetworkContract(
             name="dit",
             description="one flow-matching velocity evaluation with latent and encoder padding masks",
-            inputs=(
-                TensorSpec("hidden_states", "float32", (b, "frames", c)),
-                # [B, 1] rather than [B]: Triton needs at least one non-batch dim.
-                TensorSpec("timestep", "float32", (b, 1), fill="timestep"),
-                TensorSpec("timestep_r", "float32", (b, 1), fill="timestep"),
-                TensorSpec("encoder_hidden_states", "float32", (b, "encoder", h_cond)),
-                TensorSpec("encoder_attention_mask", "int64", (b, "encoder"), fill="mask"),
-                TensorSpec("context_latents", "float32", (b, "frames", 2 * c)),
-                TensorSpec("latent_mask", "int64", (b, "frames"), fill="mask"),
-            ),
+            inputs=dit_inputs(c, h_cond),
             outputs=(TensorSpec("velocity", "float32", (b, "frames", c)),),
             axes=(frames, encoder),
             # Guided steps send (conditional, unconditional) rows together: room for a full batch of both.
