@@ -30,17 +30,13 @@ _IPV4_COMPAT = ipaddress.ip_network("::/96")
 PINNED: contextvars.ContextVar[Mapping[str, str] | None] = contextvars.ContextVar("tritone_pinned_hosts", default=None)
 
 
+def _special(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+    """Private, loopback, link-local, multicast, reserved or unspecified: what neither version may reach."""
+    return ip.is_private or ip.is_loopback or ip.is_link_local or ip.is_multicast or ip.is_reserved or ip.is_unspecified
+
+
 def _v4_public(ip: ipaddress.IPv4Address) -> bool:
-    return not (
-        ip.is_private
-        or ip.is_loopback
-        or ip.is_link_local
-        or ip.is_multicast
-        or ip.is_reserved
-        or ip.is_unspecified
-        or ip in _CGNAT
-        or ip == ipaddress.IPv4Address("255.255.255.255")
-    )
+    return not (_special(ip) or ip in _CGNAT or ip == ipaddress.IPv4Address("255.255.255.255"))
 
 
 def embedded_ipv4(ip: ipaddress.IPv6Address) -> list[ipaddress.IPv4Address]:
@@ -71,16 +67,7 @@ def is_public(address: str) -> bool:
         return False
     if ip.ipv4_mapped is not None or (ip in _IPV4_COMPAT and int(ip) > 1):
         return True  # judged entirely by the embedded address
-    return not (
-        ip.is_private
-        or ip.is_loopback
-        or ip.is_link_local
-        or ip.is_multicast
-        or ip.is_reserved
-        or ip.is_unspecified
-        or ip.is_site_local
-        or ip in _SITE_LOCAL
-    )
+    return not (_special(ip) or ip.is_site_local or ip in _SITE_LOCAL)
 
 
 def refused(addresses: Iterable[str]) -> list[str]:
