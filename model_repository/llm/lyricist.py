@@ -70,20 +70,23 @@ class ChatRun(Protocol):
     def __iter__(self) -> Iterator[str]: ...
 
 
+@dataclass(frozen=True)
+class ChatCall:
+    """How one chat completion is decoded: its stage (``expand``/``plan``), the grammar a local model decodes
+    under, the JSON schema an endpoint is sent, sampling, the token budget and the cancellation flag."""
+
+    stage: str
+    grammar: str | None
+    json_schema: dict[str, Any] | None
+    sampling: Sampling
+    max_new_tokens: int
+    cancelled: threading.Event | None
+
+
 class ChatBackend(Protocol):
     kind: str
 
-    def chat(
-        self,
-        messages: Sequence[dict[str, str]],
-        *,
-        stage: str,
-        grammar: str | None,
-        json_schema: dict[str, Any] | None,
-        sampling: Sampling,
-        max_new_tokens: int,
-        cancelled: threading.Event | None,
-    ) -> ChatRun: ...
+    def chat(self, messages: Sequence[dict[str, str]], call: ChatCall) -> ChatRun: ...
 
 
 @dataclass
@@ -120,29 +123,19 @@ class LocalChatBackend:
     def __init__(self, model: LocalModel) -> None:
         self.model = model
 
-    def chat(
-        self,
-        messages: Sequence[dict[str, str]],
-        *,
-        stage: str,
-        grammar: str | None,
-        json_schema: dict[str, Any] | None,
-        sampling: Sampling,
-        max_new_tokens: int,
-        cancelled: threading.Event | None,
-    ) -> ChatRun:
+    def chat(self, messages: Sequence[dict[str, str]], call: ChatCall) -> ChatRun:
         # enable_thinking=False: Qwen3 chat templates then skip the reasoning block; other templates ignore it.
         prompt = self.model.render_chat(messages, add_generation_prompt=True, enable_thinking=False)
         ids = self.model.encode(prompt)
         job = Job(
             prompt_ids=ids,
-            max_new_tokens=max_new_tokens,
-            sampling=sampling,
-            constraint=self.model.constraint(grammar) if grammar else None,
+            max_new_tokens=call.max_new_tokens,
+            sampling=call.sampling,
+            constraint=self.model.constraint(call.grammar) if call.grammar else None,
             stop_ids=self.model.stop_ids,
-            label=stage,
+            label=call.stage,
         )
-        return _LocalRun(self.model.generate(job), len(ids), cancelled)
+        return _LocalRun(self.model.generate(job), len(ids), call.cancelled)
 
     def close(self) -> None:
         self.model.close()
@@ -172,20 +165,14 @@ class EndpointChatBackend:
     def __init__(self, endpoint: OpenAIEndpoint) -> None:
         self.endpoint = endpoint
 
-    def chat(
-        self,
-        messages: Sequence[dict[str, str]],
-        *,
-        stage: str,
-        grammar: str | None,
-        json_schema: dict[str, Any] | None,
-        sampling: Sampling,
-        max_new_tokens: int,
-        cancelled: threading.Event | None,
-    ) -> ChatRun:
+    def chat(self, messages: Sequence[dict[str, str]], call: ChatCall) -> ChatRun:
         return _EndpointRun(
             self.endpoint.stream_chat(
-                messages, sampling=sampling, max_new_tokens=max_new_tokens, json_schema=json_schema, cancelled=cancelled
+                messages,
+                sampling=call.sampling,
+                max_new_tokens=call.max_new_tokens,
+                json_schema=call.json_schema,
+                cancelled=call.cancelled,
             )
         )
 
@@ -294,12 +281,14 @@ class LyricistService:
         if usage["expanded"]:
             run = self.backend.chat(
                 expand_messages(req),
-                stage="expand",
-                grammar=text_grammar(self.settings.expand_max_new_tokens),
-                json_schema=None,
-                sampling=req.sampling,
-                max_new_tokens=self.settings.expand_max_new_tokens,
-                cancelled=cancelled,
+                ChatCall(
+                    stage="expand",
+                    grammar=text_grammar(self.settings.expand_max_new_tokens),
+                    json_schema=None,
+                    sampling=req.sampling,
+                    max_new_tokens=self.settings.expand_max_new_tokens,
+                    cancelled=cancelled,
+                ),
             )
             parts = []
             for delta in run:
@@ -310,12 +299,14 @@ class LyricistService:
 
         run = self.backend.chat(
             plan_messages(req, brief),
-            stage="plan",
-            grammar=plan_grammar(layout, duration_hint=req.duration_hint, fixed=req.fixed.as_dict()),
-            json_schema=plan_json_schema(req.duration_hint),
-            sampling=req.sampling,
-            max_new_tokens=budget,
-            cancelled=cancelled,
+            ChatCall(
+                stage="plan",
+                grammar=plan_grammar(layout, duration_hint=req.duration_hint, fixed=req.fixed.as_dict()),
+                json_schema=plan_json_schema(req.duration_hint),
+                sampling=req.sampling,
+                max_new_tokens=budget,
+                cancelled=cancelled,
+            ),
         )
         lyrics = PartialJsonString("lyrics")
         parts = []

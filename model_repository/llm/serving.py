@@ -60,6 +60,19 @@ def batch_prefill(params: Mapping[str, str]) -> bool:
     return value == "batched"
 
 
+def _local_model(version_dir: Path, params: Mapping[str, str], name: str) -> LocalModel:
+    """The Hugging Face model in ``version_dir``, placed and batched as the model's config parameters say."""
+    return LocalModel(
+        version_dir,
+        device=params.get("device") or "cpu",
+        dtype=params.get("dtype") or "float32",
+        max_rows=int(params.get("max_batch_rows") or 16),
+        torch_threads=int(params.get("torch_threads") or 0) or None,
+        batch_prefill=batch_prefill(params),
+        name=name,
+    )
+
+
 def build_lyricist(
     version_dir: Path, params: Mapping[str, str], env: Mapping[str, str] = os.environ
 ) -> LyricistService:
@@ -82,15 +95,7 @@ def build_lyricist(
         logger.info("lyricist: OpenAI-compatible endpoint %s (model %s)", config.url, config.model)
         return LyricistService(EndpointChatBackend(OpenAIEndpoint(config)), settings)
     if _has_weights(version_dir):
-        model = LocalModel(
-            version_dir,
-            device=params.get("device") or "cpu",
-            dtype=params.get("dtype") or "float32",
-            max_rows=int(params.get("max_batch_rows") or 16),
-            torch_threads=int(params.get("torch_threads") or 0) or None,
-            batch_prefill=batch_prefill(params),
-            name="lyricist",
-        )
+        model = _local_model(version_dir, params, "lyricist")
         return LyricistService(LocalChatBackend(model), settings)
     settings.not_configured = (
         f"no weights in {version_dir} and no endpoint. Set lyricist_dir (tritone export --lyricist-dir <Hugging Face "
@@ -110,15 +115,7 @@ def build_lm(version_dir: Path, params: Mapping[str, str]) -> LMService:
         )
         logger.warning("lm: %s", settings.not_configured)
         return LMService(None, settings)
-    model = LocalModel(
-        version_dir,
-        device=params.get("device") or "cpu",
-        dtype=params.get("dtype") or "float32",
-        max_rows=int(params.get("max_batch_rows") or 16),
-        torch_threads=int(params.get("torch_threads") or 0) or None,
-        batch_prefill=batch_prefill(params),
-        name="lm",
-    )
+    model = _local_model(version_dir, params, "lm")
     return LMService(model, settings)
 
 

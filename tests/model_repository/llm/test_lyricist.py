@@ -18,6 +18,7 @@ from model_repository.llm.constraints import validate_plan
 from model_repository.llm.local import LocalModel
 from model_repository.llm.lyricist import (
     EXPAND_MAX_CHARS,
+    ChatCall,
     EndpointChatBackend,
     LocalChatBackend,
     LyricistService,
@@ -52,9 +53,9 @@ class ScriptedModel:
     def __init__(self) -> None:
         self.calls: list[dict[str, Any]] = []
 
-    def chat(self, messages: Sequence[dict[str, str]], **kwargs: Any) -> _Run:
-        self.calls.append({"messages": list(messages), **kwargs})
-        text = BRIEF if kwargs["stage"] == "expand" else json.dumps(PLAN)
+    def chat(self, messages: Sequence[dict[str, str]], call: ChatCall) -> _Run:
+        self.calls.append({"messages": list(messages), **vars(call)})
+        text = BRIEF if call.stage == "expand" else json.dumps(PLAN)
         return _Run([text[i : i + 5] for i in range(0, len(text), 5)])
 
     def prompt(self, stage: str) -> str:
