@@ -216,7 +216,8 @@ input [
 ]
 output [
   {{ name: "event" data_type: TYPE_STRING dims: [ 1 ] }},
-  {{ name: "audio" data_type: TYPE_FP32 dims: [ -1, 2, -1 ] }}
+  {{ name: "audio" data_type: TYPE_FP32 dims: [ -1, 2, -1 ] }},
+  {{ name: "latents" data_type: TYPE_FP32 dims: [ -1, -1 ] }}
 ]
 instance_group [ {{ count: 1 kind: KIND_CPU }} ]
 parameters: {{ key: "step_scheduler" value: {{ string_value: "true" }} }}

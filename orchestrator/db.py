@@ -7,6 +7,7 @@ Tables:
   ``worker_id`` + ``lease_expires_at`` say who runs a job until when: a lapsed lease makes it claimable again.
 - ``job_events``: the append-only event log behind the SSE stream (lyrics text, step progress, stage changes).
 - ``stage_runs``: one row per stage attempt, with timings: the measured stage times behind ``eta_seconds``.
+- ``clips``: one row per audio item the service made or received (migration 0003; ``services/clips.py``).
 
 Times are float seconds since the epoch: identical on SQLite and PostgreSQL, no time-zone ambiguity.
 """
@@ -15,7 +16,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, Double, ForeignKey, Index, Integer, String, Text, event
+from sqlalchemy import JSON, BigInteger, Boolean, Double, ForeignKey, Index, Integer, String, Text, event
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -111,6 +112,47 @@ class WebhookOutbox(Base):
     finished_at: Mapped[float | None] = mapped_column(Double, nullable=True)
 
     __table_args__ = (Index("ix_webhook_outbox_status_id", "status", "id"),)
+
+
+class Clip(Base):
+    """One audio item (migration 0003): a finished job's item, an upload, a stem, an edit. Its files live in
+    ``<data_dir>/clips/<public_id>/`` (``audio_file`` as served, ``source_file`` the lossless 48 kHz audio,
+    ``latents_file`` the latents it was decoded from). ``parent_id`` + ``action`` are its lineage; the parent may be
+    deleted (the id stays, dangling), so it is no foreign key."""
+
+    __tablename__ = "clips"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    public_id: Mapped[str] = mapped_column(String(36), unique=True, nullable=False)
+    owner: Mapped[str] = mapped_column(String(128), nullable=False)
+    origin: Mapped[str] = mapped_column(String(16), nullable=False)  # "job" | "upload"
+    action: Mapped[str] = mapped_column(String(32), nullable=False)  # generate, cover, repaint, stems, upload, …
+    parent_id: Mapped[str | None] = mapped_column(String(36), nullable=True)
+    job_id: Mapped[str | None] = mapped_column(String(36), nullable=True)  # the job that made it
+    item_index: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    title: Mapped[str | None] = mapped_column(Text, nullable=True)
+    lyrics: Mapped[str | None] = mapped_column(Text, nullable=True)
+    caption: Mapped[str | None] = mapped_column(Text, nullable=True)
+    model: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    seed: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    duration: Mapped[float | None] = mapped_column(Double, nullable=True)
+    bpm: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    key_scale: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    audio_file: Mapped[str] = mapped_column(String(128), nullable=False)
+    audio_format: Mapped[str] = mapped_column(String(16), nullable=False)
+    source_file: Mapped[str] = mapped_column(String(128), nullable=False)
+    latents_file: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    cover_file: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    lrc_file: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    extra: Mapped[dict[str, Any]] = mapped_column(JSON, nullable=False, default=dict)
+    size_bytes: Mapped[int] = mapped_column(BigInteger, nullable=False, default=0)
+    created_at: Mapped[float] = mapped_column(Double, nullable=False)
+
+    __table_args__ = (
+        Index("ix_clips_owner_id", "owner", "id"),
+        Index("ix_clips_job_id", "job_id"),
+        Index("ix_clips_created_at", "created_at"),
+    )
 
 
 def make_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:

@@ -124,7 +124,12 @@ class Settings(BaseSettings):
     stream_token_ttl_s: int = Field(default=300, ge=10, le=86400, description="life of a ?access_token= URL token")
     retention_s: float = Field(default=7 * 86400.0, ge=0, description="job files kept after a job ends; 0 = forever")
     sweep_interval_s: float = Field(default=600.0, gt=0, description="how often the retention sweeper runs")
-    user_storage_max_bytes: int = Field(default=5 * 1024**3, ge=0, description="per-user job files; 0 = no quota")
+    user_storage_max_bytes: int = Field(
+        default=5 * 1024**3, ge=0, description="per-user job and clip files; 0 = no quota"
+    )
+    clip_retention_days: float = Field(
+        default=30.0, ge=0, description="clips (rows + files) kept this many days after they were made; 0 = forever"
+    )
     outbox_poll_s: float = Field(default=1.0, gt=0, description="how often the webhook outbox looks for due events")
 
     # --- cover art ---------------------------------------------------------------------------------------------------

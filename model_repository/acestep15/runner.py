@@ -271,6 +271,7 @@ class SongRunner(RunnerBase[Assets]):
             "shift": req.shift,
             "duration": frames / fps,
             "use_adg": req.use_adg,
+            "latents": latents.numpy(),  # what the VAE decoded [B, T, C]: sent as the ``latents`` output, not JSON
         }
         if timing is not None:
             info["alignment"] = timing  # per item: lrc, aligned_lyrics, alignment_score

@@ -369,6 +369,7 @@ class V1SongRunner(RunnerBase[V1Assets]):
             "erg": {"tag": req.use_erg_tag, "lyric": req.use_erg_lyric, "diffusion": req.use_erg_diffusion},
             "duration": round(audio.shape[-1] / OUTPUT_SAMPLE_RATE, 3),
             "latent_frames": int(latents.shape[-1]),
+            "latents": latents.numpy(),  # what the decoder decoded [B, 8, 16, T]: the ``latents`` output, not JSON
         }
         if task != "text2music":
             info |= {"retake_seeds": retake_seeds, "retake_variance": req.retake_variance}

@@ -18,6 +18,7 @@ import errno
 import io
 import logging
 import os
+import re
 import shutil
 import tempfile
 import time
@@ -36,6 +37,8 @@ logger = logging.getLogger(__name__)
 
 UPLOAD_FILES = {"src_audio": "src_audio.npz", "reference_audio": "reference_audio.npz"}
 WAVEFORM = "audio.npy"
+LATENTS = "latents.npy"  # the sampler's final latents [batch, …], kept until the job's clips hold them
+CLIPS_DIR = "clips"
 _DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
 _QUOTA_CACHE_S = 30.0
 
@@ -83,8 +86,17 @@ def load_upload(directory: Path, name: str) -> np.ndarray:
 
 
 def drop_waveform(directory: Path) -> None:
-    """The intermediate waveform is not needed once every item is encoded."""
+    """The intermediate waveform (and the batch's latents, each clip keeps its own) is not needed once every item is
+    encoded and registered."""
     (directory / WAVEFORM).unlink(missing_ok=True)
+    (directory / LATENTS).unlink(missing_ok=True)
+
+
+def clip_dir(settings: Settings, clip_id: str) -> Path:
+    """Where a clip's files live: ``<data_dir>/clips/<clip id>/``."""
+    if not re.fullmatch(r"[0-9a-f-]{36}", clip_id):
+        raise ValueError(f"not a clip id: {clip_id!r}")
+    return settings.data_dir / CLIPS_DIR / clip_id
 
 
 @contextlib.contextmanager

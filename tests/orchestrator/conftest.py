@@ -49,6 +49,8 @@ async def _truncate(url: str) -> None:
             await conn.execute("TRUNCATE jobs, job_events, stage_runs RESTART IDENTITY CASCADE")
             if await conn.fetchval("SELECT to_regclass('public.webhook_outbox') IS NOT NULL"):
                 await conn.execute("TRUNCATE webhook_outbox RESTART IDENTITY")
+            if await conn.fetchval("SELECT to_regclass('public.clips') IS NOT NULL"):
+                await conn.execute("TRUNCATE clips RESTART IDENTITY")
     finally:
         await conn.close()
 

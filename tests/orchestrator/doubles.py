@@ -21,6 +21,7 @@ from orchestrator.services.triton import ModelError, ModelEvent, ServerHealth
 
 SAMPLE_RATE = 48_000
 PEAK = 10 ** (-1 / 20)  # the real sampler peak-normalises to -1 dBFS
+LATENT_SHAPE = (4, 8)  # [frames, channels], every value the item's seed % 997
 
 
 class StageRunnerDouble:
@@ -174,4 +175,7 @@ class StageRunnerDouble:
                 }
                 for i in range(len(seeds))
             ]
-        yield ModelEvent(done, {"audio": audio}, self.name)
+        # the final latents as the real sampler sends them: flat per item, their shape in the done event
+        latents = np.stack([np.full(LATENT_SHAPE, seed % 997, np.float32) for seed in seeds])
+        done["latent_shape"] = list(LATENT_SHAPE)
+        yield ModelEvent(done, {"audio": audio, "latents": latents.reshape(len(seeds), -1)}, self.name)

@@ -30,7 +30,7 @@ from model_repository.sampler.protocol import Cancelled, SongResult
 from model_repository.sampler.registry import SamplerFamilies
 from model_repository.sampler.request import RequestError, SamplerRequest
 from model_repository.sampler.scheduler import RowCaps, StepScheduler
-from model_repository.triton_models.transport import bls, event_tensor, string_parameters
+from model_repository.triton_models.transport import bls, event_tensor, stream_error, string_parameters
 
 logger = logging.getLogger(__name__)
 FINAL = pb_utils.TRITONSERVER_RESPONSE_COMPLETE_FINAL
@@ -124,13 +124,20 @@ class TritonPythonModel:
 
     def _done(self, sender: Any, parsed: SamplerRequest, result: SongResult) -> None:
         audio, seeds, info = result
+        info = dict(info)
+        latents = info.pop("latents", None)
         done = {
             "type": "done",
             "seeds": seeds,
             "sample_rate": self.families.sample_rate(parsed.family),
             "num_samples": int(audio.shape[-1]),
         } | info
-        outputs = [event_tensor(done), pb_utils.Tensor("audio", audio.astype(np.float32))]
+        outputs = [pb_utils.Tensor("audio", audio.astype(np.float32))]
+        if latents is not None:  # the final latents, flat per item ([B, N]; their shape in the done event)
+            latents = np.ascontiguousarray(latents, dtype=np.float32)
+            done["latent_shape"] = list(latents.shape[1:])
+            outputs.append(pb_utils.Tensor("latents", latents.reshape(latents.shape[0], -1)))
+        outputs.insert(0, event_tensor(done))
         sender.send(pb_utils.InferenceResponse(output_tensors=outputs), flags=FINAL)
 
     def finalize(self) -> None:
@@ -142,9 +149,4 @@ class TritonPythonModel:
 
 def _fail(sender: Any, exc: BaseException) -> None:
     """End the song's stream with its error; a bug names its type."""
-    if isinstance(exc, RequestError | Cancelled | RuntimeError):
-        message = str(exc)
-    else:
-        logger.error("sampler: song failed", exc_info=exc)
-        message = f"sampler: internal error: {type(exc).__name__}: {exc}"
-    sender.send(pb_utils.InferenceResponse(error=pb_utils.TritonError(message)), flags=FINAL)
+    sender.send(stream_error("sampler", exc, (RequestError, Cancelled, RuntimeError)), flags=FINAL)

@@ -27,9 +27,10 @@ from typing import Any, Protocol, TypeVar
 import numpy as np
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from orchestrator import store
-from orchestrator.db import Job
-from orchestrator.services import logcontext, metrics
+from orchestrator import clip_store, store
+from orchestrator.db import Clip, Job
+from orchestrator.media.audio import SAMPLE_RATE
+from orchestrator.services import clips, logcontext, metrics
 from orchestrator.services.availability import Backoff, brief, is_database_outage, wait_gateway
 from orchestrator.services.events import EventBus
 from orchestrator.services.queue import QueueInfo
@@ -234,12 +235,27 @@ class StageEngine:
             self._after_terminal(run, "failed", {"status": "failed", "error": message})
 
     async def succeed(self, run: Run, result: dict[str, Any]) -> None:
-        finished = await self._db(
-            run,
-            lambda session: store.finish_job(
-                session=session, job_id=run.job.id, worker_id=run.worker_id, status="succeeded", result=result
-            ),
+        """The job succeeds with ``result``; every item with a ``file`` becomes a clip (``services/clips.py``; the
+        item gets its ``clip_id``), committed in the same transaction as the success — for every job kind."""
+        rows = await asyncio.to_thread(
+            clips.job_clip_rows,
+            self.settings,
+            job_id=run.job.public_id,
+            kind=run.job.kind,
+            owner=run.job.owner,
+            params=run.params,
+            result=result,
+            directory=self.job_dir(run),
+            sample_rate=int((run.state.get("audio") or {}).get("sample_rate") or SAMPLE_RATE),
         )
+
+        async def finish(session: AsyncSession) -> bool:
+            clip_store.stage_clips(session=session, rows=[Clip(**row) for row in rows])
+            return await store.finish_job(
+                session=session, job_id=run.job.id, worker_id=run.worker_id, status="succeeded", result=result
+            )
+
+        finished = await self._db(run, finish)
         if not finished:
             raise JobLostError(run.job.public_id)
         metrics.JOBS_FINISHED.labels(kind=run.job.kind, outcome="succeeded").inc()

@@ -1,7 +1,7 @@
 """Stages both pipelines share: the ``lm`` filling in metadata, and the ``audio`` stage on the ``sampler``.
 
 The audio stage sends the family's typed request (``requests.py``), streams DiT progress into the job (throttled) and
-keeps the waveform as ``audio.npy`` for the post stage.
+keeps the waveform as ``audio.npy`` for the post stage (and the final latents as ``latents.npy``, for the clips).
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from orchestrator.media.audio import SAMPLE_RATE
 from orchestrator.services.jobs.engine import Run, StageEngine, StageFailedError, Throttle
 from orchestrator.services.jobs.post import Post
 from orchestrator.services.jobs.requests import for_family
-from orchestrator.services.storage import WAVEFORM, disk_guard, load_upload, save_npy_atomic
+from orchestrator.services.storage import LATENTS, WAVEFORM, disk_guard, load_upload, save_npy_atomic
 
 PROGRESS_FLUSH_S = 0.2  # DiT step progress reaches the database (and the SSE stream) at most this often
 META_KEYS = ("bpm", "key_scale", "time_signature", "duration")
@@ -109,6 +109,7 @@ class SharedStages:
         for name in run.params.get("uploads") or []:
             tensors[name] = await asyncio.to_thread(load_upload, directory, name)
         audio: np.ndarray | None = None
+        latents: np.ndarray | None = None
         done: dict[str, Any] = {}
 
         async def write(progress: dict[str, Any]) -> None:
@@ -129,6 +130,7 @@ class SharedStages:
                 elif event.type == "done":
                     done = event.data
                     audio = event.tensors.get("audio")
+                    latents = event.tensors.get("latents")
             await throttle.flush()
         finally:
             await throttle.close()
@@ -141,6 +143,9 @@ class SharedStages:
             raise StageFailedError(f"the sampler returned audio of shape {audio.shape}; expected [batch, 2, samples]")
         with disk_guard("audio", settings.data_dir, StageFailedError):
             await asyncio.to_thread(save_npy_atomic, directory / WAVEFORM, audio)
+            if latents is not None and done.get("latent_shape"):  # each item's clip keeps its own (services/clips.py)
+                shaped = np.asarray(latents, dtype=np.float32).reshape(-1, *[int(n) for n in done["latent_shape"]])
+                await asyncio.to_thread(save_npy_atomic, directory / LATENTS, shaped)
         seeds = [int(s) for s in done.get("seeds") or run.params["seeds"]]
         run.state["audio"] = {
             "seeds": seeds,

@@ -8,11 +8,9 @@ import pytest
 import torch
 
 from export.onnx_export import check_parity, export_onnx
-from export.stems.checkpoint import load
 from export.stems.networks import NETWORK_FOR_SOURCES, SeparationNet, build_contract
-from export.stems.presets import build_tiny
 from model_repository.stems.spectrogram import Spectrogram
-from tests.model_repository.stems.support import preset_folder, tiny_model
+from tests.model_repository.stems.support import preset_folder, tiny_bag, tiny_model
 
 TOLERANCE = 1e-4
 
@@ -61,13 +59,7 @@ def test_split_at_the_complex_boundary_is_the_models_forward(presets):
 @pytest.mark.slow
 def test_bag_exports_as_one_graph(tmp_path):
     """A bag (htdemucs_ft's layout: a .yaml and its members) is one graph with the bag's per-source weights."""
-    bag = tmp_path / "bag"
-    bag.mkdir()
-    for i, seed in enumerate((1, 2)):
-        member = build_tiny(tmp_path / str(i), sources=4, seed=seed)
-        (bag / f"m{i}-{member.stem.split('-')[1]}.th").write_bytes(member.read_bytes())
-    (bag / "tiny_ft.yaml").write_text("models: ['m0', 'm1']\nweights: [[1., 0., 0.5, 0.], [0., 1., 0.5, 1.]]\n")
-    model = load(bag)
+    model = tiny_bag(tmp_path)
     contract = build_contract(model)
     net = SeparationNet(model.models, model.weights).eval()
     path = export_onnx(net, contract, tmp_path / "bag.onnx", sizes={"batch": 2})

@@ -9,7 +9,7 @@ import numpy as np
 import torch
 
 from export.stems.checkpoint import SeparationModel, load
-from export.stems.presets import SIGNATURES
+from export.stems.presets import SIGNATURES, build_tiny
 
 
 def preset_folder(tiny_work: Path) -> Path:
@@ -21,6 +21,17 @@ def preset_folder(tiny_work: Path) -> Path:
 
 def tiny_model(folder: Path, sources: int) -> SeparationModel:
     return load(next(folder.glob(f"{SIGNATURES[sources]}-*.th")))
+
+
+def tiny_bag(tmp_path: Path) -> SeparationModel:
+    """A bag of two tiny 4-source members (htdemucs_ft's layout: a .yaml and its members) with per-source weights."""
+    bag = tmp_path / "bag"
+    bag.mkdir()
+    for i, seed in enumerate((1, 2)):
+        member = build_tiny(tmp_path / str(i), sources=4, seed=seed)
+        (bag / f"m{i}-{member.stem.split('-')[1]}.th").write_bytes(member.read_bytes())
+    (bag / "tiny_ft.yaml").write_text("models: ['m0', 'm1']\nweights: [[1., 0., 0.5, 0.], [0., 1., 0.5, 1.]]\n")
+    return load(bag)
 
 
 def reference(model: SeparationModel, audio: np.ndarray, overlap: float = 0.25) -> np.ndarray:

@@ -13,7 +13,7 @@ from export.stems.repository import describe
 from model_repository.acestep_v1.resample import resample
 from model_repository.stems.separate import Separator, StemsRequest, check_audio, parse_request, pick_network
 from model_repository.stems.sets import StemsError, stem_matrix
-from tests.model_repository.stems.support import reference, relative_error, song
+from tests.model_repository.stems.support import reference, relative_error, song, tiny_bag
 
 TOLERANCE = 1e-4
 
@@ -61,15 +61,7 @@ def test_48k_in_and_out_and_two_stems(tiny4):
 
 
 def test_bag_is_apply_models_bag(tmp_path):
-    from export.stems.checkpoint import load
-
-    bag = tmp_path / "bag"
-    bag.mkdir()
-    for i, seed in enumerate((1, 2)):
-        member = build_tiny(tmp_path / str(i), sources=4, seed=seed)
-        (bag / f"m{i}-{member.stem.split('-')[1]}.th").write_bytes(member.read_bytes())
-    (bag / "tiny_ft.yaml").write_text("models: ['m0', 'm1']\nweights: [[1., 0., 0.5, 0.], [0., 1., 0.5, 1.]]\n")
-    model = load(bag)
+    model = tiny_bag(tmp_path)
     audio = song(2.0)
     got = np.stack([w for _, w in _torch_separator(model).run(audio, StemsRequest(stems=4, sample_rate=44100))])
     assert relative_error(got, reference(model, audio)) <= TOLERANCE

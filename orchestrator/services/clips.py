@@ -1,0 +1,247 @@
+"""Clips: every audio item the service made or received, as a durable row (``clips``) and a folder of files.
+
+A clip's folder, ``<data_dir>/clips/<clip id>/``, holds (hard links where the job already wrote the file, so a clip
+costs no second copy and outlives the job's own retention):
+
+- ``audio.<ext>`` — the audio as served (the job's item file in the requested format, or the upload as sent);
+- ``source.flac`` — the lossless 48 kHz stereo audio when ``audio`` is not already lossless (mp3, 16-bit wav); an
+  edit that needs audio (the ACE-Step API's ``src_audio_id``, stems) reads :attr:`ClipPaths.source`;
+- ``latents.npy`` — the sampler's final latents for this item (the array the VAE decoded; ACE-Step 1.5 ``[T, C]``,
+  v1 ``[8, 16, T]``; ``extra.latent_shape``, ``extra.family``). An edit on the same family and version set can start
+  from them instead of re-encoding the audio (:func:`load_latents`); uploads have none;
+- ``cover.png`` and ``lyrics.lrc`` when the job made them.
+
+Lineage: ``parent_id`` (the clip an edit started from; it may since have been deleted — the id is kept, dangling)
+and ``action`` (``generate``, the ACE-Step task type such as ``cover``/``repaint``/``extend``, ``stems``,
+``upload``, or what an edit pipeline names). A job declares them in its params: ``parent_clip_id`` and
+``clip_action`` (defaults: the source clip the submission resolved, else none; the task type, else ``generate``).
+
+Registration: :func:`job_clip_rows` (called by the stage engine's ``succeed`` for every job kind, in one place)
+links the files and gives the rows, which the engine commits in the same transaction as the job's success; each
+result item gets its ``clip_id``. Another user's clip id is not found (:class:`ClipNotFoundError`, a 404), exactly
+like an id that never existed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import shutil
+import time
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from sqlalchemy.ext.asyncio import async_sessionmaker
+
+from orchestrator import clip_store
+from orchestrator.db import Clip
+from orchestrator.errors import ApiError
+from orchestrator.media.audio import SAMPLE_RATE, decode_audio, encode_audio
+from orchestrator.services.storage import LATENTS, WAVEFORM, clip_dir, save_npy_atomic, tree_bytes
+from orchestrator.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+# Job item i's clip id is uuid5(this, "<job id>/<i>"): a re-run of the registration names the same clip.
+_JOB_ITEM_NAMESPACE = uuid.UUID("6f1d3c2a-8a4e-5b7f-9c1d-2e3f4a5b6c7d")
+_LOSSLESS = {".flac"}
+_LOSSLESS_FORMATS = {"flac", "wav32"}
+AUDIO_NAME, COVER_NAME = "audio", "cover"  # + the file's own suffix
+SOURCE_NAME, LATENTS_NAME, LRC_NAME = "source.flac", "latents.npy", "lyrics.lrc"
+
+
+class ClipNotFoundError(ApiError):
+    """No such clip of the caller's (also another user's id): a 404 naming the field it came from."""
+
+    def __init__(self, clip_id: str, field: str = "clip_id") -> None:
+        super().__init__(404, f"{field}: no such clip: {clip_id!r} (not one of your clips)", field=field)
+        self.clip_id = clip_id
+
+
+@dataclass(frozen=True)
+class ClipPaths:
+    """A clip's files on this machine (``latents``/``cover``/``lrc``: None when it has none)."""
+
+    directory: Path
+    audio: Path
+    source: Path  # 48 kHz stereo, lossless when the clip was made here (uploads: the file as sent)
+    latents: Path | None
+    cover: Path | None
+    lrc: Path | None
+
+
+def clip_paths(settings: Settings, clip: Clip) -> ClipPaths:
+    directory = clip_dir(settings, clip.public_id)
+
+    def opt(name: str | None) -> Path | None:
+        return directory / name if name else None
+
+    return ClipPaths(
+        directory=directory,
+        audio=directory / clip.audio_file,
+        source=directory / clip.source_file,
+        latents=opt(clip.latents_file),
+        cover=opt(clip.cover_file),
+        lrc=opt(clip.lrc_file),
+    )
+
+
+def is_clip_id(value: str) -> bool:
+    try:
+        return str(uuid.UUID(value)) == value.lower()
+    except (ValueError, AttributeError, TypeError):
+        return False
+
+
+async def get_clip(sessions: async_sessionmaker, *, owner: str, clip_id: str, field: str = "clip_id") -> Clip:
+    """``owner``'s clip ``clip_id``; :class:`ClipNotFoundError` (404) when there is none of theirs."""
+    if not is_clip_id(clip_id):
+        raise ClipNotFoundError(clip_id, field)
+    async with sessions() as session:
+        clip = await clip_store.get_clip(session=session, public_id=clip_id.lower(), owner=owner)
+    if clip is None:
+        raise ClipNotFoundError(clip_id, field)
+    return clip
+
+
+def read_source_bytes(settings: Settings, clip: Clip, field: str = "clip_id") -> bytes:
+    """The clip's source audio file as bytes (what a submission decodes like an upload); 404 when its files are gone."""
+    path = clip_paths(settings, clip).source
+    if not path.is_file():
+        raise ApiError(
+            404, f"{field}: the files of clip {clip.public_id} are gone from the data directory", field=field
+        )
+    return path.read_bytes()
+
+
+def load_source_audio(settings: Settings, clip: Clip) -> np.ndarray:
+    """The clip's audio as float32 ``[2, samples]`` at 48 kHz."""
+    return decode_audio(read_source_bytes(settings, clip), target_rate=SAMPLE_RATE)
+
+
+def load_latents(settings: Settings, clip: Clip) -> np.ndarray | None:
+    """The latents the clip was decoded from (None for uploads and clips made before latents were kept)."""
+    path = clip_paths(settings, clip).latents
+    if path is None or not path.is_file():
+        return None
+    return np.asarray(np.load(path), dtype=np.float32)
+
+
+# --- registration of a job's items -----------------------------------------------------------------------------------
+def job_item_clip_id(job_id: str, index: int) -> str:
+    return str(uuid.uuid5(_JOB_ITEM_NAMESPACE, f"{job_id}/{index}"))
+
+
+def _place(source: Path, target: Path) -> None:
+    """``target`` becomes ``source``'s content: a hard link (no copy; survives the job folder's removal), a copy
+    across file systems. Atomic: a reader never sees a half file."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".{target.name}.{os.getpid()}.part")
+    tmp.unlink(missing_ok=True)
+    try:
+        os.link(source, tmp)
+    except OSError:
+        shutil.copyfile(source, tmp)
+    os.replace(tmp, target)
+
+
+def _action(params: Mapping[str, Any]) -> str:
+    if params.get("clip_action"):
+        return str(params["clip_action"])
+    task = params.get("task_type")
+    return "generate" if task in (None, "", "text2music") else str(task)
+
+
+def job_clip_rows(
+    settings: Settings,
+    *,
+    job_id: str,
+    kind: str,
+    owner: str,
+    params: Mapping[str, Any],
+    result: dict[str, Any],
+    directory: Path,
+    sample_rate: int = SAMPLE_RATE,
+) -> list[dict[str, Any]]:
+    """Link every result item's files into its clip folder and return the clips' column values (the caller inserts
+    them with the job's success). Sets ``clip_id`` on each item of ``result``. Blocking (files): run it in a thread."""
+    meta = result.get("metadata") or {}
+    model = result.get("model") or {}
+    latents = np.load(directory / LATENTS, mmap_mode="r") if (directory / LATENTS).is_file() else None
+    waveform = np.load(directory / WAVEFORM, mmap_mode="r") if (directory / WAVEFORM).is_file() else None
+    cover = directory / result["cover"] if result.get("cover") else None
+    rows: list[dict[str, Any]] = []
+    for position, item in enumerate(result.get("items") or []):
+        if not item.get("file"):
+            continue
+        index = int(item.get("index", position))
+        clip_id = job_item_clip_id(job_id, index)
+        folder = clip_dir(settings, clip_id)
+        audio_src = directory / item["file"]
+        audio_name = AUDIO_NAME + audio_src.suffix.lower()
+        _place(audio_src, folder / audio_name)
+        source_name = audio_name
+        lossless = audio_src.suffix.lower() in _LOSSLESS or item.get("format") in _LOSSLESS_FORMATS
+        if not lossless and waveform is not None and index < waveform.shape[0]:
+            encode_audio(np.asarray(waveform[index]), sample_rate=sample_rate, fmt="flac", path=folder / SOURCE_NAME)
+            source_name = SOURCE_NAME
+        latents_name, extra = None, {"format": item.get("format"), "job_kind": kind}
+        if latents is not None and index < latents.shape[0]:
+            save_npy_atomic(folder / LATENTS_NAME, np.ascontiguousarray(latents[index], dtype=np.float32))
+            latents_name, extra["latent_shape"] = LATENTS_NAME, list(latents.shape[1:])
+        cover_name = None
+        if cover is not None and cover.is_file():
+            cover_name = COVER_NAME + cover.suffix.lower()
+            _place(cover, folder / cover_name)
+        lrc_name = None
+        if item.get("lrc_file") and (directory / item["lrc_file"]).is_file():
+            _place(directory / item["lrc_file"], folder / LRC_NAME)
+            lrc_name = LRC_NAME
+        extra |= {
+            "family": model.get("family") or params.get("family"),
+            "version_set": model.get("version_set") or params.get("version_set"),
+            "time_signature": meta.get("time_signature"),
+            "stem": item.get("stem"),
+        }
+        item["clip_id"] = clip_id
+        rows.append(
+            {
+                "public_id": clip_id,
+                "owner": owner,
+                "origin": "job",
+                "action": str(item.get("action") or _action(params)),
+                "parent_id": item.get("parent_clip_id") or params.get("parent_clip_id"),
+                "job_id": job_id,
+                "item_index": index,
+                "title": item.get("title") or result.get("title") or params.get("title"),
+                "lyrics": result.get("lyrics"),
+                "caption": result.get("caption") or params.get("caption") or params.get("prompt"),
+                "model": model.get("name"),
+                "seed": item.get("seed"),
+                "duration": item.get("duration") or meta.get("duration"),
+                "bpm": meta.get("bpm"),
+                "key_scale": meta.get("key_scale"),
+                "audio_file": audio_name,
+                "audio_format": str(item.get("format") or audio_src.suffix.lstrip(".")),
+                "source_file": source_name,
+                "latents_file": latents_name,
+                "cover_file": cover_name,
+                "lrc_file": lrc_name,
+                "extra": {k: v for k, v in extra.items() if v is not None},
+                "size_bytes": tree_bytes(folder),
+                "created_at": time.time(),
+            }
+        )
+    return rows
+
+
+def remove_files(settings: Settings, clip_id: str) -> None:
+    """Delete a clip's folder (its hard links; the job's own files are the job's retention's)."""
+    with contextlib.suppress(ValueError):
+        shutil.rmtree(clip_dir(settings, clip_id), ignore_errors=True)
+
