@@ -5,7 +5,11 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, TypeVar
+
+from pydantic import BaseModel, ValidationError
+
+ModelT = TypeVar("ModelT", bound=BaseModel)
 
 
 class ApiError(Exception):
@@ -55,3 +59,11 @@ def validation_error(errors: Sequence[Mapping[str, Any]], model: type | None = N
         if allowed:
             text = f"{text} ({allowed})"
     return ApiError(422, text, field=field or "body")
+
+
+def validated(model: type[ModelT], data: Any) -> ModelT:
+    """``model.model_validate(data)``; invalid data is the 422 of :func:`validation_error` (naming the field)."""
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise validation_error(exc.errors(), model) from None

@@ -22,8 +22,8 @@ from pydantic import ValidationError
 from starlette.datastructures import UploadFile
 
 from orchestrator import store
-from orchestrator.errors import ApiError, validation_error
-from orchestrator.routers.deps import Ctx, MaybeUser, User, body_user
+from orchestrator.errors import ApiError, validated, validation_error
+from orchestrator.routers.deps import Ctx, MaybeUser, User, body_user, fields_body
 from orchestrator.schemas.acestep import (
     JobCancelled,
     JobCreated,
@@ -200,23 +200,9 @@ _QUERY_OPENAPI = {
 async def query_result(request: Request, ctx: Ctx, user: MaybeUser) -> dict[str, Any]:
     """Batch status of tasks (``task_id_list``: a list, or a JSON array string as upstream sends it). An id the caller
     has no task under is answered as upstream does: status 0, result ``[]``."""
-    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    raw: Any
-    if content_type in ("application/x-www-form-urlencoded", "multipart/form-data"):
-        form = await request.form(max_files=0, max_fields=16)
-        raw = {k: v for k, v in form.items() if isinstance(v, str)}
-    else:
-        try:
-            raw = json.loads(await request.body() or b"{}")
-        except ValueError as exc:
-            raise ApiError(422, f"body: not valid JSON ({exc})", field="body") from None
-    if not isinstance(raw, dict):
-        raise ApiError(422, "body: must be a JSON object with task_id_list", field="body")
+    raw = await fields_body(request, max_fields=16, holding="task_id_list")
     owner = body_user(ctx, user, raw)
-    try:
-        body = QueryResultRequest.model_validate(raw)
-    except ValidationError as exc:
-        raise validation_error(exc.errors(), QueryResultRequest) from None
+    body = validated(QueryResultRequest, raw)
     async with ctx.sessions() as session:
         jobs = await store.get_jobs(session=session, public_ids=body.task_id_list, owner=owner)
     by_id = {job.public_id: job for job in jobs}

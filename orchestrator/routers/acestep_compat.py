@@ -17,11 +17,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 from fastapi import APIRouter, Request
-from pydantic import ValidationError
 
-from orchestrator.errors import ApiError, validation_error
+from orchestrator.errors import ApiError, validated
 from orchestrator.families import ModelChoice, parse_model
-from orchestrator.routers.deps import Ctx, MaybeUser, User, body_user
+from orchestrator.routers.deps import Ctx, MaybeUser, User, body_user, fields_body
 from orchestrator.schemas.acestep import MODEL_FAMILIES, JobCreated, MusicGenerateCreate
 from orchestrator.schemas.chat import MusicGenerate001
 from orchestrator.services import lm_tools, views
@@ -40,24 +39,6 @@ from orchestrator.services.model_control import load_versions, missing_versions
 
 logger = logging.getLogger(__name__)
 router = APIRouter(tags=["ace-step"])
-
-
-async def _read_body(request: Request) -> dict[str, Any]:
-    """A JSON or form body as a dict (upstream's LM routes take both)."""
-    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    if content_type in ("application/x-www-form-urlencoded", "multipart/form-data"):
-        form = await request.form(max_files=0, max_fields=64)
-        return {k: v for k, v in form.items() if isinstance(v, str)}
-    raw = await request.body()
-    if not raw.strip():
-        return {}
-    try:
-        data = json.loads(raw)
-    except ValueError as exc:
-        raise ApiError(422, f"body: not valid JSON ({exc})", field="body") from None
-    if not isinstance(data, dict):
-        raise ApiError(422, "body: must be a JSON object", field="body")
-    return data
 
 
 async def _inventory(ctx: Ctx) -> dict[str, Any]:
@@ -106,7 +87,7 @@ async def model_inventory(ctx: Ctx, user: User) -> dict[str, Any]:
 
 
 async def _init(request: Request, ctx: Ctx, user: str | None) -> dict[str, Any]:
-    body = await _read_body(request)
+    body = await fields_body(request, max_fields=64)
     body_user(ctx, user, body)
     name = body.get("model")
     message = "models are served by Triton; nothing to load"
@@ -162,7 +143,7 @@ def _number(value: Any, kind: type[int] | type[float]) -> Any:
 async def format_input(request: Request, ctx: Ctx, user: MaybeUser) -> dict[str, Any]:
     """Upstream's body: ``prompt``, ``lyrics``, ``temperature``, ``param_obj`` (a JSON string or object with
     duration, bpm, key/key_scale, time_signature, language)."""
-    body = await _read_body(request)
+    body = await fields_body(request, max_fields=64)
     body_user(ctx, user, body)
     param_obj = body.get("param_obj") or {}
     if isinstance(param_obj, str):
@@ -190,7 +171,7 @@ async def format_input(request: Request, ctx: Ctx, user: MaybeUser) -> dict[str,
 @router.post("/create_random_sample")
 async def create_random_sample(request: Request, ctx: Ctx, user: MaybeUser) -> dict[str, Any]:
     """A random song idea written by the LM (``sample_type`` simple_mode / custom_mode: the same fields)."""
-    body = await _read_body(request)
+    body = await fields_body(request, max_fields=64)
     body_user(ctx, user, body)
     return views.wrapped(await lm_tools.random_sample(ctx.gateway, ctx.settings))
 
@@ -198,12 +179,9 @@ async def create_random_sample(request: Request, ctx: Ctx, user: MaybeUser) -> d
 @router.post("/v1/music/random", response_model=JobCreated)
 async def music_random(request: Request, ctx: Ctx, user: MaybeUser) -> JobCreated:
     """A random song: the LM's sample mode writes caption, lyrics and metadata (other fields as in generate)."""
-    raw = await _read_body(request)
+    raw = await fields_body(request, max_fields=64)
     owner = body_user(ctx, user, raw)
-    try:
-        body = MusicGenerateCreate.model_validate({**raw, "sample_mode": True})
-    except ValidationError as exc:
-        raise validation_error(exc.errors(), MusicGenerateCreate) from None
+    body = validated(MusicGenerateCreate, {**raw, "sample_mode": True})
     job = await ctx.jobs.submit_music(owner=owner, body=body)
     return JobCreated(job_id=job.public_id, queue_position=await ctx.queue_info.position(job.public_id))
 
@@ -213,18 +191,12 @@ async def music_generate_001(request: Request, ctx: Ctx, user: MaybeUser) -> dic
     """Seed 001: ``{prompt, lyrics, duration, output_format}`` → ``{task_id, status, audio_url, duration_sec,
     created_at}``, answered when the song is done (``wait_seconds``, default 600; then status as it stands, poll
     ``GET /v1/jobs/{task_id}``)."""
-    raw = await _read_body(request)
+    raw = await fields_body(request, max_fields=64)
     owner = body_user(ctx, user, raw)
-    try:
-        spec = MusicGenerate001.model_validate(raw)
-    except ValidationError as exc:
-        raise validation_error(exc.errors(), MusicGenerate001) from None
+    spec = validated(MusicGenerate001, raw)
     fields = {"caption": spec.prompt, "lyrics": spec.lyrics, "audio_duration": spec.duration,
               "audio_format": spec.output_format, "model": spec.model}
-    try:
-        body = MusicGenerateCreate.model_validate({k: v for k, v in fields.items() if v is not None})
-    except ValidationError as exc:
-        raise validation_error(exc.errors(), MusicGenerateCreate) from None
+    body = validated(MusicGenerateCreate, {k: v for k, v in fields.items() if v is not None})
     job = await ctx.jobs.submit_music(owner=owner, body=body)
     job = await wait_job(ctx.sessions, ctx.bus, job, timeout=spec.wait_seconds)
     status = {"succeeded": "completed"}.get(job.status, job.status)

@@ -18,11 +18,10 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import StreamingResponse
-from pydantic import ValidationError
 
 from orchestrator.db import Job
-from orchestrator.errors import ApiError, validation_error
-from orchestrator.routers.deps import Ctx, MaybeUser, body_user
+from orchestrator.errors import validated
+from orchestrator.routers.deps import Ctx, MaybeUser, body_user, json_object
 from orchestrator.schemas.chat import ChatCompletionRequest
 from orchestrator.services.chat import chat_to_music, completion_message, wait_job
 
@@ -53,17 +52,9 @@ def _failure(job: Job) -> str:
 
 @router.post("/v1/chat/completions")
 async def chat_completions(request: Request, ctx: Ctx, user: MaybeUser) -> Any:
-    try:
-        raw = json.loads(await request.body() or b"{}")
-    except ValueError as exc:
-        raise ApiError(422, f"body: not valid JSON ({exc})", field="body") from None
-    if not isinstance(raw, dict):
-        raise ApiError(422, "body: must be a JSON object with messages", field="body")
+    raw = await json_object(request, holding="messages")
     owner = body_user(ctx, user, raw)
-    try:
-        chat = ChatCompletionRequest.model_validate(raw)
-    except ValidationError as exc:
-        raise validation_error(exc.errors(), ChatCompletionRequest) from None
+    chat = validated(ChatCompletionRequest, raw)
     body, uploads = chat_to_music(chat, upload_limit=ctx.settings.upload_max_bytes)
     job = await ctx.jobs.submit_music(owner=owner, body=body, uploads=uploads)
     cid = f"chatcmpl-{uuid.uuid4().hex[:16]}"

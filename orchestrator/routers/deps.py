@@ -1,7 +1,8 @@
-"""Dependencies shared by the routes: the app context and the caller's identity."""
+"""Dependencies shared by the routes: the app context, the caller's identity and plain (file-less) bodies."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from typing import Annotated, Any
 
@@ -100,3 +101,26 @@ User = Annotated[str, Depends(current_user)]
 # For routes that read upstream's ``ai_token`` from the body: resolve with :func:`body_user`.
 MaybeUser = Annotated[str | None, Depends(optional_user)]
 StreamUser = Annotated[str, Depends(current_user_or_query_token)]
+
+
+async def json_object(request: Request, *, holding: str = "") -> dict[str, Any]:
+    """The JSON body as an object (an empty body: ``{}``); a 422 on ``body`` otherwise, saying what it holds."""
+    body = await request.body()
+    if not body.strip():
+        return {}
+    try:
+        raw = json.loads(body)
+    except ValueError as exc:
+        raise ApiError(422, f"body: not valid JSON ({exc})", field="body") from None
+    if not isinstance(raw, dict):
+        raise ApiError(422, "body: must be a JSON object" + (f" with {holding}" if holding else ""), field="body")
+    return raw
+
+
+async def fields_body(request: Request, *, max_fields: int, holding: str = "") -> dict[str, Any]:
+    """A JSON object or a urlencoded/multipart form without files (upstream's routes take both) as a dict."""
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if content_type in ("application/x-www-form-urlencoded", "multipart/form-data"):
+        form = await request.form(max_files=0, max_fields=max_fields)
+        return {k: v for k, v in form.items() if isinstance(v, str)}
+    return await json_object(request, holding=holding)
