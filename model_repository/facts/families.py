@@ -26,6 +26,29 @@ MAX_SEED: Final = 2**32 - 1
 # Seeds the orchestrator draws itself come from [0, 2^31): they fit every backend's int32/int64 generator seed.
 DRAWN_SEED_RANGE: Final = 2**31
 
+# ACE-Step 1.5's track classes (upstream ``acestep/constants.py`` TRACK_NAMES): what ``extract`` separates, ``lego``
+# generates and ``complete`` adds. The instruction names a class in upper case ("Extract the DRUMS track ...").
+TRACK_CLASSES: Final = (
+    "vocals", "backing_vocals", "drums", "bass", "guitar", "keyboard",
+    "percussion", "strings", "synth", "fx", "brass", "woodwinds",
+)
+# DiT variants as upstream names them; a version set's ``variant`` (the transformer's ``model_version``) is read
+# into one of these by :func:`variant_kind`.
+TURBO, SFT, BASE = "turbo", "sft", "base"
+
+
+def variant_kind(variant: str | None, *, is_turbo: bool | None) -> str:
+    """``turbo`` | ``sft`` | ``base`` | the variant as given (``unknown`` when None), by upstream's rule
+    (``_is_pure_base_model``: "base" in the name and neither "sft" nor "turbo"): ``acestep-v15-base-sft-fix`` is SFT."""
+    name = (variant or "").lower()
+    if is_turbo or TURBO in name:
+        return TURBO
+    if SFT in name:
+        return SFT
+    if BASE in name:
+        return BASE
+    return name or "unknown"
+
 
 @dataclass(frozen=True)
 class FamilyFacts:
@@ -47,6 +70,32 @@ class FamilyFacts:
     aliases: dict[str, str | None] = field(default_factory=dict)
     # The sampler request fields that only this family reads.
     own_fields: tuple[str, ...] = ()
+    # Task types that only some DiT variants were trained for -> those variants (:func:`variant_kind`); a task type
+    # not listed runs on every variant.
+    task_variants: dict[str, tuple[str, ...]] = field(default_factory=dict)
+
+    def variants_for(self, task_type: str) -> tuple[str, ...] | None:
+        """The variants that run ``task_type``; None = every variant."""
+        return self.task_variants.get(task_type)
+
+    def variant_refusal(
+        self, task_type: str, *, version_set: str, variant: str | None, is_turbo: bool | None,
+        served: dict[str, str] | None = None,
+    ) -> str | None:
+        """Why version set ``version_set`` (its ``variant``/``is_turbo``) cannot run ``task_type``, naming the variant
+        needed and the served sets that have it (``served``: set name -> its :func:`variant_kind`); None if it can."""
+        needed = self.variants_for(task_type)
+        kind = variant_kind(variant, is_turbo=is_turbo)
+        if needed is None or kind in needed:
+            return None
+        want = " or ".join(needed)
+        able = sorted(name for name, k in (served or {}).items() if k in needed)
+        where = (
+            f"version set {' or '.join(repr(n) for n in able)}" if able
+            else f"none is served: export an upstream acestep-v15-{needed[0]} checkpoint as version set "
+            f"'{needed[0]}'"
+        )
+        return f"{task_type} needs a {want} checkpoint ({where}); the served set {version_set!r} is a {kind} DiT"
 
     def steps_for(self, *, is_turbo: bool) -> int:
         if is_turbo and self.default_steps_turbo is not None:
@@ -73,8 +122,11 @@ ACESTEP15_FACTS = FamilyFacts(
     own_fields=(
         "track_name", "complete_track_classes", "instruction", "repainting_start", "repainting_end",
         "audio_cover_strength", "audio_codes", "use_adg", "cfg_interval_start", "cfg_interval_end", "timesteps",
-        "align_lyrics",
+        "align_lyrics", "track_names",
     ),
+    # Upstream (acestep/constants.py TASK_TYPES_TURBO / TASK_TYPES_BASE, "pure base models only"): turbo and SFT
+    # DiTs were not trained for the track tasks; only the base DiT runs them.
+    task_variants={"extract": (BASE,), "lego": (BASE,), "complete": (BASE,)},
 )
 
 ACESTEP_V1_FACTS = FamilyFacts(

@@ -29,6 +29,7 @@ from model_repository.facts.families import (
     MAX_STEPS,
     MIN_DURATION_S,
     MIN_STEPS,
+    TRACK_CLASSES,
 )
 
 TASK_TYPES = ACESTEP15_FACTS.task_types
@@ -59,6 +60,8 @@ class SamplerRequest:
     task_type: str = "text2music"
     track_name: str | None = None
     complete_track_classes: list[str] = field(default_factory=list)
+    # ACE-Step 1.5 extract of several track classes as one batch: item i is class track_names[i] (one seed for all).
+    track_names: list[str] = field(default_factory=list)
     instruction: str | None = None
     repainting_start: float | None = None
     repainting_end: float | None = None
@@ -179,6 +182,7 @@ def parse_request(
         raise RequestError("sampler: field 'complete_track_classes' must be a list of strings")
     req.complete_track_classes = classes
     req.instruction = _string(data, "instruction", None, max_len=1000)
+    req.track_names = _parse_track_names(data)
     req.repainting_start = _number(data, "repainting_start", 0.0, MAX_DURATION_S)
     req.repainting_end = _number(data, "repainting_end", -1.0, MAX_DURATION_S)
     if (
@@ -201,6 +205,8 @@ def parse_request(
     if req.cfg_interval_start > req.cfg_interval_end:
         raise RequestError("sampler: field 'cfg_interval_start' must be <= 'cfg_interval_end'")
     req.timesteps = _parse_timesteps(data.get("timesteps"))
+    if req.track_names:
+        _check_track_batch(req, data)
     if req.task_type == "cover" and not has_src_audio and not req.audio_codes:
         raise RequestError("sampler: task_type 'cover' needs input 'src_audio' or field 'audio_codes'")
     if req.task_type in NEEDS_SOURCE and not has_src_audio:
@@ -215,7 +221,11 @@ def _parse_shared(req: SamplerRequest, data: dict[str, Any]) -> None:
     req.inference_steps = _number(data, "inference_steps", MIN_STEPS, MAX_STEPS, integer=True)
     req.guidance_scale = _number(data, "guidance_scale", 0.0, 30.0, default=DEFAULT_GUIDANCE[req.family])
     req.shift = _number(data, "shift", 0.01, 10.0, default=3.0)
-    req.batch_size = _number(data, "batch_size", 1, MAX_BATCH, integer=True, default=1)
+    # A track batch (``track_names``) holds one item per class, up to all of them.
+    tracks = data.get("track_names")
+    most = len(TRACK_CLASSES) if tracks else MAX_BATCH
+    default = len(tracks) if isinstance(tracks, list) and tracks else 1
+    req.batch_size = _number(data, "batch_size", 1, most, integer=True, default=default)
     req.seeds = _parse_seeds(data.get("seeds"), req.batch_size)
     req.version_set = _string(data, "version_set", None, max_len=64)
     versions = data.get("versions")
@@ -311,6 +321,48 @@ def _parse_v1(data: dict[str, Any], *, has_src_audio: bool) -> SamplerRequest:
             f"sampler: input 'src_audio' applies to task_type 'repaint' or 'extend', not {req.task_type!r}"
         )
     return req
+
+
+def _parse_track_names(data: dict[str, Any]) -> list[str]:
+    value = data.get("track_names")
+    if value in (None, []):
+        return []
+    allowed = list(TRACK_CLASSES)
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise RequestError(f"sampler: field 'track_names' must be a list of track classes from {allowed}")
+    unknown = [v for v in value if v not in TRACK_CLASSES]
+    if unknown:
+        raise RequestError(f"sampler: field 'track_names' has {unknown}; allowed: {allowed}")
+    if len(set(value)) != len(value):
+        raise RequestError(f"sampler: field 'track_names' names a class twice: {value}")
+    return list(value)
+
+
+def _check_track_batch(req: SamplerRequest, data: dict[str, Any]) -> None:
+    """``track_names``: one extract item per class, all in one batch sharing the source, the seed and every step."""
+    names = req.track_names
+    if req.task_type != "extract":
+        raise RequestError(
+            f"sampler: field 'track_names' applies to task_type 'extract' only, not {req.task_type!r} "
+            "(use 'track_name' for lego)"
+        )
+    for name in ("track_name", "instruction"):
+        if data.get(name) not in _EMPTY:
+            raise RequestError(
+                f"sampler: field '{name}' cannot come with 'track_names' (each class gets its own extract "
+                "instruction); send one of them"
+            )
+    if "batch_size" in data and data["batch_size"] not in (None, len(names)):
+        raise RequestError(
+            f"sampler: field 'batch_size' must be {len(names)} (one item per entry of 'track_names') or absent, "
+            f"got {data['batch_size']!r}"
+        )
+    if req.seeds is not None and len(req.seeds) > 1:
+        raise RequestError("sampler: field 'seeds' takes one seed with 'track_names' (every class shares it)")
+    if req.align_lyrics:
+        raise RequestError("sampler: field 'align_lyrics' does not apply to 'track_names' (an extract has no lyrics "
+                           "to time); remove it")
+    req.batch_size = len(names)
 
 
 def _parse_codes(value: Any, codebook_size: int) -> list[str]:

@@ -54,3 +54,32 @@ def test_facts_import_nothing_heavy():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == ""
+
+
+def test_track_tasks_need_a_base_dit_as_upstream_says():
+    facts = family_facts("acestep15")
+    assert families.TRACK_CLASSES[:3] == ("vocals", "backing_vocals", "drums") and len(families.TRACK_CLASSES) == 12
+    assert {t: facts.variants_for(t) for t in ("text2music", "repaint", "cover")} == dict.fromkeys(
+        ("text2music", "repaint", "cover")
+    )
+    assert facts.variants_for("extract") == facts.variants_for("lego") == facts.variants_for("complete") == ("base",)
+    kind = families.variant_kind
+    assert [kind(v, is_turbo=t) for v, t in (("turbo", True), ("sft", False), ("base", False))] == [
+        "turbo", "sft", "base"
+    ]
+    # upstream's rule: "base" and neither "sft" nor "turbo"; a set flagged turbo is turbo whatever its name
+    assert kind("base-sft-fix-inst", is_turbo=False) == "sft" and kind("xl-base", is_turbo=True) == "turbo"
+    assert kind(None, is_turbo=False) == "unknown"
+
+
+def test_a_track_task_on_a_turbo_set_names_the_variant_and_the_set_that_has_it():
+    facts = family_facts("acestep15")
+    served = {"turbo": "turbo", "sft": "sft", "base": "base"}
+    message = facts.variant_refusal("extract", version_set="turbo", variant="turbo", is_turbo=True, served=served)
+    assert message == "extract needs a base checkpoint (version set 'base'); the served set 'turbo' is a turbo DiT"
+    sft = facts.variant_refusal("lego", version_set="sft", variant="sft", is_turbo=False, served={"sft": "sft"})
+    assert sft is not None and "lego needs a base checkpoint (none is served: export an upstream" in sft
+    assert "the served set 'sft' is a sft DiT" in sft
+    assert facts.variant_refusal("extract", version_set="base", variant="base", is_turbo=False, served=served) is None
+    assert facts.variant_refusal("cover", version_set="turbo", variant="turbo", is_turbo=True) is None
+    assert family_facts("acestep_v1").variant_refusal("repaint", version_set="x", variant=None, is_turbo=None) is None
