@@ -35,6 +35,7 @@ from orchestrator.routers import (
     health,
     library,
     ops,
+    producer,
     site,
     song,
 )
@@ -42,8 +43,10 @@ from orchestrator.schemas.acestep import MusicGenerateCreate
 from orchestrator.schemas.auth import LoginRequest
 from orchestrator.schemas.song import SongCancel, SongCreate
 from orchestrator.services.auth import AuthService, check_open_auth
+from orchestrator.services.callbacks import CallbackPayloads
 from orchestrator.services.events import EventBus
 from orchestrator.services.jobs import JobService
+from orchestrator.services.producer_views import CALLBACK_FORMAT, ProducerViews
 from orchestrator.services.queue import QueueInfo, WorkerPool
 from orchestrator.services.storage import RetentionSweeper
 from orchestrator.services.triton import StageGateway, TritonGateway
@@ -80,7 +83,10 @@ def create_app(settings: Settings | None = None, *, gateway: StageGateway | None
         sessions = make_sessionmaker(engine)
         stage_gateway = gateway if gateway is not None else TritonGateway(settings)
         await stage_gateway.start()
-        webhooks = WebhookSender(settings, sessions)  # durable outbox in the database
+        auth = AuthService(settings)
+        payloads = CallbackPayloads(auth, settings)  # final callbacks carry the result (services/callbacks.py)
+        payloads.register(CALLBACK_FORMAT, ProducerViews(auth, settings).callback)
+        webhooks = WebhookSender(settings, sessions, payloads)  # durable outbox in the database
         await webhooks.start()
         bus = EventBus()
         queue_info = QueueInfo(settings, sessions)
@@ -110,7 +116,7 @@ def create_app(settings: Settings | None = None, *, gateway: StageGateway | None
             settings=settings,
             engine=engine,
             sessions=sessions,
-            auth=AuthService(settings),
+            auth=auth,
             gateway=stage_gateway,
             bus=bus,
             webhooks=webhooks,
@@ -177,6 +183,7 @@ def create_app(settings: Settings | None = None, *, gateway: StageGateway | None
 
     for module in (health, auth, song, library, site, acestep, acestep_compat, chat, events, files):
         app.include_router(module.router)
+    app.include_router(producer.router)  # its routes answer in the seed's envelope, errors too
     ops.install(app)  # request ids, /metrics, database outages as 503 (before the page's catch-all mount)
     if WEB_STATIC.is_dir():
         app.mount("/", StaticFiles(directory=WEB_STATIC, html=True), name="web")

@@ -15,12 +15,25 @@ import secrets
 from pathlib import Path
 from typing import Literal
 
-from pydantic import AliasChoices, Field, field_validator
+from pydantic import AliasChoices, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from orchestrator.families import MAX_BATCH, parse_model
 
 COVER_ASPECT_CHOICES = ("1:1", "3:4", "4:3", "9:16", "16:9")
+# The Producer API's model names (seed 002) -> the model each runs on by default (TRITONE_PRODUCER_MODELS replaces it).
+# Upstream names, not pinned sets: a set this deployment does not serve runs on the family's default set, and the
+# answer's model report says so.
+PRODUCER_MODELS = {
+    "FUZZ-2.0 Pro": "acestep-v15-sft",
+    "FUZZ-2.0": "acestep-v15-turbo",
+    "FUZZ-2.0 Raw": "acestep-v15-base",
+    "FUZZ-1.1 Pro": "ACE-Step-v1-3.5B",
+    "FUZZ-1.1": "ACE-Step-v1-3.5B",
+    "FUZZ-1.0 Pro": "ACE-Step-v1-3.5B",
+    "FUZZ-1.0": "ACE-Step-v1-3.5B",
+    "FUZZ-0.8": "ACE-Step-v1-3.5B",
+}
 
 
 class Settings(BaseSettings):
@@ -45,7 +58,7 @@ class Settings(BaseSettings):
     lm_aliases: dict[str, str] = Field(
         default_factory=dict,
         description="names clients send as lm_model_path / lm_backend -> a served LM ('lm' or 'lm:<version>'), "
-        "e.g. {\"acestep-5Hz-lm-1.7B\": \"lm:2\"}; upstream's own LM names and backends (pt, vllm, mlx) run on the "
+        'e.g. {"acestep-5Hz-lm-1.7B": "lm:2"}; upstream\'s own LM names and backends (pt, vllm, mlx) run on the '
         "served LM otherwise (reported as a fallback); other names are refused (422)",
     )
     sampler_model: str = "sampler"
@@ -115,7 +128,7 @@ class Settings(BaseSettings):
     admin_users: list[str] = Field(default_factory=list, description="users who see global /v1/stats and /health")
     user_classes: dict[str, str] = Field(
         default_factory=dict,
-        description="user -> class name for the per-class queue metrics (e.g. {\"alice\": \"pro\"}); others are "
+        description='user -> class name for the per-class queue metrics (e.g. {"alice": "pro"}); others are '
         "'admin' (admin_users) or 'default'",
     )
     webhook_secrets: dict[str, str] = Field(
@@ -147,6 +160,45 @@ class Settings(BaseSettings):
         default=None, description="the page's samples: audio files (+ optional samples.json with titles); None = none"
     )
 
+    public_url: str | None = Field(
+        default=None,
+        description="this service's public base URL (https://music.example.com): absolute file links in callbacks "
+        "and Producer answers; None = the request's own base URL (callbacks: relative links)",
+    )
+
+    # --- the Producer API (seed 002, docs/producer.md) ----------------------------------------------------------------
+    producer_models: dict[str, str] = Field(
+        default_factory=lambda: dict(PRODUCER_MODELS),
+        description="the Producer API's model names -> a served model (family, upstream name or "
+        "<family>:<version set>), as JSON; the default maps the FUZZ-2.0 names onto ACE-Step 1.5 (Pro: sft, "
+        "plain: turbo, Raw: base) and the older names onto ACE-Step v1",
+    )
+    producer_default_model: str = Field(default="FUZZ-2.0", description="the Producer model when a request names none")
+    producer_wait_s: float = Field(
+        default=300.0,
+        ge=0,
+        le=3600,
+        description="how long POST /producer/audios without callback_url waits for the result; past it the answer "
+        "shows the items still running (poll POST /producer/tasks)",
+    )
+    producer_duration_s: float | None = Field(
+        default=None,
+        ge=10,
+        le=600,
+        description="length of a Producer generate's songs in seconds (the seed has no such field); None = the "
+        "lyricist's / LM's choice",
+    )
+    producer_inference_steps: int | None = Field(
+        default=None, ge=1, le=200, description="DiT steps of a Producer generate; None = the model's default"
+    )
+    producer_audio_format: Literal["flac", "wav", "wav32", "mp3"] = Field(
+        default="mp3", description="the audio_url files of the Producer API"
+    )
+    producer_fetch_max_bytes: int = Field(
+        default=50 * 1024 * 1024, ge=1, description="the largest audio_url POST /producer/upload fetches"
+    )
+    producer_fetch_timeout_s: float = Field(default=30.0, gt=0, description="time to fetch an upload's audio_url")
+
     # --- operations (issue 14): outages, shutdown, metrics, the locked-down Triton -----------------------------------
     outage_backoff_max_s: float = Field(default=5.0, gt=0, description="longest wait between retries in an outage")
     shutdown_grace_s: float = Field(default=10.0, gt=0, description="seconds a graceful shutdown may take in all")
@@ -159,6 +211,25 @@ class Settings(BaseSettings):
     @classmethod
     def _known_model(cls, value: str) -> str:
         return parse_model(value).id
+
+    @field_validator("producer_models")
+    @classmethod
+    def _producer_models(cls, value: dict[str, str]) -> dict[str, str]:
+        for name, model in value.items():
+            try:
+                parse_model(model)
+            except ValueError as exc:
+                raise ValueError(f"TRITONE_PRODUCER_MODELS[{name!r}]: {exc}") from None
+        return value
+
+    @model_validator(mode="after")
+    def _producer_default(self) -> Settings:
+        if self.producer_default_model not in self.producer_models:
+            raise ValueError(
+                f"TRITONE_PRODUCER_DEFAULT_MODEL={self.producer_default_model!r} is not one of "
+                f"TRITONE_PRODUCER_MODELS ({', '.join(self.producer_models)})"
+            )
+        return self
 
     @property
     def default_model_family(self) -> str:

@@ -37,6 +37,8 @@ logger = logging.getLogger(__name__)
 Outcome = Literal["delivered", "retry", "refused"]
 # (url, event, raw body, event id, attempt number, owner) -> (outcome, error text)
 AttemptFn = Callable[[str, str, bytes, str, int, str], Awaitable[tuple[Outcome, str | None]]]
+# (a finished job) -> (event, payload) of its final callback
+FinalFn = Callable[[Job], Awaitable[tuple[str, dict[str, Any]]]]
 
 _BATCH = 200
 _RECOVER_WINDOW_S = 86_400.0  # terminal jobs this recent are checked for a missing final event at start
@@ -52,10 +54,13 @@ _MAX_BACKOFF_S = 600.0
 
 
 class Outbox:
-    def __init__(self, settings: Settings, sessions: async_sessionmaker, attempt: AttemptFn) -> None:
+    def __init__(
+        self, settings: Settings, sessions: async_sessionmaker, attempt: AttemptFn, *, final: FinalFn | None = None
+    ) -> None:
         self._settings = settings
         self._sessions = sessions
         self._attempt = attempt
+        self._final = final
         self._wake = asyncio.Event()
         self._stopping = False
         self._loop_task: asyncio.Task[None] | None = None
@@ -71,6 +76,32 @@ class Outbox:
         task = asyncio.create_task(self.insert(job_id, url, event, event_id, raw), name=f"outbox-{job_id}")
         self._inserts.add(task)
         task.add_done_callback(self._inserts.discard)
+
+    def enqueue_final(self, *, job_id: str, url: str) -> None:
+        """A finished job's final event, its body built from the job row as it is written (the same body recovery
+        writes)."""
+        task = asyncio.create_task(self._insert_final(job_id, url), name=f"outbox-final-{job_id}")
+        self._inserts.add(task)
+        task.add_done_callback(self._inserts.discard)
+
+    async def _insert_final(self, job_id: str, url: str) -> None:
+        try:
+            async with self._sessions() as session:
+                job = await session.scalar(select(Job).where(Job.public_id == job_id))
+            if job is None:
+                return
+            raw = await self._final_body(job)
+        except Exception:
+            logger.exception("webhook: the final event of job %s could not be built", job_id)
+            return
+        body = json.loads(raw)
+        await self.insert(job_id, url, body["event"], body["event_id"], raw)
+
+    async def _final_body(self, job: Job) -> str:
+        event, payload = await self._final(job) if self._final is not None else _terminal_payload(job)
+        body: dict[str, Any] = {"job_id": job.public_id, "event": event, "event_id": terminal_event_id(job.public_id)}
+        body.update(timestamp=time.time(), **payload)
+        return json.dumps(body, ensure_ascii=False, separators=(",", ":"))
 
     async def insert(self, job_id: str, url: str, event: str, event_id: str, raw: str) -> None:
         now = time.time()
@@ -120,11 +151,10 @@ class Outbox:
                 present.update(rows.all())
         missing = [job for event_id, job in wanted.items() if event_id not in present]
         for job in missing:
-            event, payload = _terminal_payload(job)
-            body = {"job_id": job.public_id, "event": event, "event_id": terminal_event_id(job.public_id)}
-            body.update(timestamp=time.time(), **payload)
-            raw = json.dumps(body, ensure_ascii=False, separators=(",", ":"))
-            await self.insert(job.public_id, str(job.callback_url), event, body["event_id"], raw)
+            raw = await self._final_body(job)
+            await self.insert(
+                job.public_id, str(job.callback_url), json.loads(raw)["event"], terminal_event_id(job.public_id), raw
+            )
         if missing:
             logger.warning("webhook outbox: wrote the lost final event of %d job(s)", len(missing))
         return len(missing)
@@ -248,7 +278,8 @@ class Outbox:
 
 
 def _terminal_payload(job: Job) -> tuple[str, dict[str, Any]]:
-    """The final event as the engine sends it (``done`` / ``failed`` / a ``status`` of cancelled)."""
+    """The final event without :class:`~orchestrator.services.callbacks.CallbackPayloads` (an outbox built without
+    one): ``done`` with a summary / ``failed`` / a ``status`` of cancelled."""
     if job.status == "succeeded":
         result = job.result or {}
         summary = {

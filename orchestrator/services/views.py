@@ -52,11 +52,12 @@ def song_phase(job: Job) -> str:
     return "lyrics_pending"
 
 
-async def song_status(job: Job, *, queue_info: QueueInfo, auth: AuthService) -> SongStatusPublic:
+async def song_status(job: Job, *, queue_info: QueueInfo | None, auth: AuthService) -> SongStatusPublic:
+    """The song API's view of ``job`` (``queue_info`` None: no queue place or estimate, e.g. for a callback)."""
     result = job.result or {}
     state = job.state or {}
     meta = result.get("metadata") or state.get("meta") or {}
-    position = await queue_info.position(job.public_id) if job.status == "queued" else 0
+    position = await queue_info.position(job.public_id) if queue_info is not None and job.status == "queued" else 0
     items = [
         SongItem(
             index=item["index"],
@@ -90,7 +91,7 @@ async def song_status(job: Job, *, queue_info: QueueInfo, auth: AuthService) -> 
             seeds=meta.get("seeds") or (job.params or {}).get("seeds"),
         ),
         queue_position=position,
-        eta_seconds=await queue_info.eta(job, position),
+        eta_seconds=None if queue_info is None else await queue_info.eta(job, position),
         error=job.error,
         created_at=job.created_at,
         finished_at=job.finished_at,

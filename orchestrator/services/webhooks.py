@@ -22,12 +22,14 @@ import logging
 import socket
 import time
 import uuid
-from typing import Any
+from collections.abc import Mapping
+from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 import httpx
 from sqlalchemy.ext.asyncio import async_sessionmaker
 
+from orchestrator.db import Job
 from orchestrator.errors import ApiError
 from orchestrator.services.netguard import PINNED, is_public, pinned_client, refused
 from orchestrator.services.outbox import Outbox, Outcome
@@ -60,15 +62,27 @@ def verify_signature(secret: str, header: str, body: bytes, *, tolerance_s: floa
 _is_public = is_public  # the policy lives in services/netguard.py
 
 
+class FinalPayloads(Protocol):
+    """What a job's final callback carries (``services/callbacks.py``)."""
+
+    def quiet(self, params: Mapping[str, Any] | None) -> bool: ...
+
+    async def terminal(self, job: Job) -> tuple[str, dict[str, Any]]: ...
+
+
 class WebhookSender:
-    def __init__(self, settings: Settings, sessions: async_sessionmaker | None = None) -> None:
+    def __init__(
+        self, settings: Settings, sessions: async_sessionmaker | None = None, payloads: FinalPayloads | None = None
+    ) -> None:
         self._settings = settings
+        self.payloads = payloads
         secret = (
             settings.webhook_secret
             or hashlib.sha256(b"tritone-webhook\0" + settings.resolved_jwt_secret().encode()).hexdigest()
         )
         self.secret = secret  # the master key: per-user secrets derive from it
-        self.outbox = Outbox(settings, sessions, self.attempt) if sessions is not None else None
+        final = payloads.terminal if payloads is not None else None
+        self.outbox = Outbox(settings, sessions, self.attempt, final=final) if sessions is not None else None
         self._client: httpx.AsyncClient | None = None
         self._chains: dict[str, asyncio.Task[None]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
@@ -134,6 +148,18 @@ class WebhookSender:
         except CallbackRefusedError as exc:
             raise ApiError(422, f"callback_url {exc}", field="callback_url") from None
         return url
+
+    def quiet(self, params: Mapping[str, Any] | None) -> bool:
+        """A job whose callback format sends only the final event (the Producer API's): no queued/stage events."""
+        return self.payloads is not None and self.payloads.quiet(params)
+
+    def send_final(self, *, job_id: str, url: str, event: str, payload: dict[str, Any]) -> None:
+        """The job's final event: with an outbox and :class:`FinalPayloads`, its body is built from the finished job
+        row (the result with its links, or the job's callback format) when it is written; else ``payload``."""
+        if self.outbox is not None and self.payloads is not None:
+            self.outbox.enqueue_final(job_id=job_id, url=url)
+            return
+        self.send(job_id=job_id, url=url, event=event, payload=payload)
 
     def send(self, *, job_id: str, url: str, event: str, payload: dict[str, Any]) -> None:
         """Queue one delivery; deliveries for the same job go out one after another, in order."""

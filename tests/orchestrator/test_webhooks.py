@@ -63,6 +63,16 @@ async def test_webhooks_signed_in_order_and_retried(tmp_path) -> None:
                 return final_seen()
 
             await wait_for(probe, what="the final webhook")
+            final = json.loads(receiver.deliveries[-1][1])
+            # The final callback carries the result as GET /v1/song/status shows it: no poll needed.
+            result = final["result"]
+            assert result["intent_id"] == intent and result["status"] == "succeeded"
+            assert result["lyrics"].startswith("[Verse 1]") and result["title"]
+            assert result["metadata"]["duration"] == 10 and result["metadata"]["bpm"]
+            [item] = result["items"]
+            assert item["index"] == 0 and item["format"] == "flac" and item["duration"] == 10.0
+            audio = await client.get(item["audio_url"])  # a signed link: no credentials needed
+            assert audio.status_code == 200 and audio.headers["content-type"] == "audio/flac"
     accepted = []
     for headers_, body in receiver.deliveries:
         assert verify_signature("hook-secret", headers_["X-Tritone-Signature"], body)
@@ -75,6 +85,41 @@ async def test_webhooks_signed_in_order_and_retried(tmp_path) -> None:
     assert events[0] == ("status", None, "queued")
     assert [e[1] for e in events if e[0] == "stage"] == ["lyrics", "metadata", "audio", "post"]
     assert events[-1] == ("done", None, "succeeded") and all(p["job_id"] == intent for p in payloads)
+
+
+async def test_acestep_callback_carries_the_result_with_absolute_links(tmp_path) -> None:
+    settings = make_settings(tmp_path, allow_private_callbacks=True, public_url="https://music.example.com/")
+    with Receiver() as receiver:
+        async with running_app(settings, StageRunnerDouble()) as (_, client):
+            headers = await login(client)
+            body = {
+                "caption": "lofi beat",
+                "lyrics": "[Verse]\nhello there",
+                "audio_duration": 10,
+                "inference_steps": 2,
+                "audio_format": "wav",
+                "bpm": 90,
+                "key_scale": "A minor",
+                "time_signature": "4",
+                "callback_url": receiver.url,
+            }
+            job_id = (await client.post("/v1/music/generate", json=body, headers=headers)).json()["job_id"]
+
+            async def final() -> dict | None:
+                done = [json.loads(b) for _, b in receiver.deliveries if json.loads(b)["event"] == "done"]
+                return done[0] if done else None
+
+            payload = await wait_for(final, what="the final webhook")
+            result = payload["result"]
+            assert payload["job_id"] == job_id and payload["status"] == "succeeded"
+            assert result["lyrics"] == "[Verse]\nhello there" and result["caption"] == "lofi beat"
+            assert result["metas"]["bpm"] == 90 and result["keyscale"] == "A minor" and result["metadata"]["bpm"] == 90
+            [item] = result["items"]
+            assert item["format"] == "wav" and item["duration"] == 10.0 and isinstance(item["seed"], int)
+            prefix = "https://music.example.com/v1/files/"
+            assert item["audio_url"].startswith(prefix) and result["audio_paths"][0].startswith("https://music.example")
+            audio = await client.get(item["audio_url"].removeprefix("https://music.example.com"))
+            assert audio.status_code == 200 and audio.headers["content-type"] == "audio/wav"
 
 
 async def test_private_callback_hosts_refused_by_default(tmp_path) -> None:

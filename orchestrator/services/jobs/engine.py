@@ -266,7 +266,8 @@ class StageEngine:
         self._bus.notify(run.job.id)
         self._queue_info.invalidate()
         if run.job.callback_url:
-            self._webhooks.send(job_id=run.job.public_id, url=run.job.callback_url, event=event, payload=payload)
+            # the body is built from the finished row: the result with its links (services/callbacks.py)
+            self._webhooks.send_final(job_id=run.job.public_id, url=run.job.callback_url, event=event, payload=payload)
 
     # --- what stages use -------------------------------------------------------------------------------------------
     async def update(self, run: Run, **values: Any) -> None:
@@ -290,7 +291,7 @@ class StageEngine:
         run.state["stage_started_at"] = time.time()
         await self.update(run, stage=name, state=dict(run.state), progress={"stage": name, "step": 0, "total": 0})
         await self.event(run, "status", {"status": "running", "stage": name})
-        if run.job.callback_url:
+        if run.job.callback_url and not self._webhooks.quiet(run.params):
             self._webhooks.send(
                 job_id=run.job.public_id,
                 url=run.job.callback_url,
@@ -384,4 +385,5 @@ class StageEngine:
 
 
 def _webhook_result(result: Mapping[str, Any]) -> dict[str, Any]:
+    """The final event's summary where no outbox builds the full body (``WebhookSender.send_final``)."""
     return {"title": result.get("title"), "metadata": result.get("metadata"), "items": len(result.get("items", []))}

@@ -8,11 +8,13 @@ is checked (rate, channels, frames, duration) before it is decoded or resampled.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import contextvars
 import re
 import secrets
 import shutil
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -53,6 +55,22 @@ def result_file_key(value: str) -> tuple[str, str] | None:
     return match.group(1), match.group(2)
 
 
+# Params every job submitted in this context gets besides its own (see :func:`tagged`).
+_TAGS: contextvars.ContextVar[Mapping[str, Any] | None] = contextvars.ContextVar("tritone_job_tags", default=None)
+
+
+@contextlib.contextmanager
+def tagged(tags: Mapping[str, Any]) -> Iterator[None]:
+    """Every job submitted inside the block (whichever submission function makes it: song, music, edits, stems)
+    gets ``tags`` in its params — how an API over those functions records its own request fields and its
+    ``callback_format`` (the Producer API)."""
+    token = _TAGS.set({**(_TAGS.get() or {}), **tags})
+    try:
+        yield
+    finally:
+        _TAGS.reset(token)
+
+
 def pick_seeds(batch_size: int, seed: int | None) -> list[int]:
     """Item i gets ``seed + i``; without a seed, independent random seeds (recorded, so a resumed job is identical)."""
     if seed is None or seed < 0:
@@ -89,6 +107,7 @@ class Submitter:
     async def _insert(
         self, *, kind: str, owner: str, params: dict[str, Any], callback_url: str | None, public_id: str | None = None
     ) -> Job:
+        params = {**params, **(_TAGS.get() or {})}
         try:
             async with self._submit_lock, self._sessions() as session:
                 job = await store.create_job(
@@ -105,7 +124,7 @@ class Submitter:
             raise ApiError(429, str(exc), headers={"Retry-After": str(retry)}) from None
         self._queue_info.invalidate()
         self.on_submitted()
-        if callback_url:
+        if callback_url and not self._webhooks.quiet(params):
             self._webhooks.send(job_id=job.public_id, url=callback_url, event="status", payload={"status": "queued"})
         return job
 
@@ -270,7 +289,7 @@ class Submitter:
             self._queue_info.invalidate()
             self._bus.notify(job.id)
             if job.status == "cancelled" and job.callback_url:
-                self._webhooks.send(
+                self._webhooks.send_final(
                     job_id=job.public_id, url=job.callback_url, event="status", payload={"status": "cancelled"}
                 )
         return job

@@ -1,0 +1,123 @@
+"""The Producer API (seed 002): ``POST /producer/audios``, ``POST /producer/tasks`` (``POST /producer/upload`` when
+clips can take uploads). Its routes answer in the seed's envelope — also for errors, which :class:`ProducerRoute`
+renders as ``{success: false, error: {code, message}, trace_id}`` (a validation error is a 400 naming the field,
+never the 422 of the other APIs)."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+from fastapi import APIRouter, Request, Response
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from fastapi.routing import APIRoute
+
+from orchestrator.errors import ApiError, validation_error
+from orchestrator.routers.deps import Ctx, User
+from orchestrator.schemas.producer import (
+    ProducerAccepted,
+    ProducerAnswer,
+    ProducerAudioCreate,
+    ProducerBatch,
+    ProducerError,
+    ProducerTaskQuery,
+)
+from orchestrator.services import logcontext
+from orchestrator.services.producer import ProducerError as CodedError
+from orchestrator.services.producer import ProducerService
+from orchestrator.services.producer_views import ProducerViews, error_body, error_code, status_of
+
+logger = logging.getLogger(__name__)
+
+_BODY_MODELS: dict[str, type] = {"/producer/audios": ProducerAudioCreate, "/producer/tasks": ProducerTaskQuery}
+
+
+def trace_id() -> str:
+    """The request's id (``X-Request-ID``, in every log line of the request) when it is one, else a new uuid."""
+    current = logcontext.REQUEST_ID.get()
+    return current if current not in ("", "-") else str(uuid.uuid4())
+
+
+class ProducerRoute(APIRoute):
+    """Every failure of a Producer route in the seed's error shape, with its codes."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+
+        async def route(request: Request) -> Response:
+            try:
+                return await handler(request)
+            except RequestValidationError as exc:
+                err = validation_error(list(exc.errors()), _BODY_MODELS.get(request.url.path))
+                return JSONResponse(error_body(trace_id(), "token_mismatched", err.message), status_code=400)
+            except ApiError as exc:
+                status = status_of(exc)
+                code = exc.code if isinstance(exc, CodedError) else error_code(status)
+                return JSONResponse(error_body(trace_id(), code, exc.message), status_code=status, headers=exc.headers)
+            except Exception as exc:
+                logger.exception("producer %s failed", request.url.path)
+                message = f"internal error: {type(exc).__name__}"
+                return JSONResponse(error_body(trace_id(), "api_error", message), status_code=500)
+
+        return route
+
+
+router = APIRouter(prefix="/producer", tags=["producer"], route_class=ProducerRoute)
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    code: {"model": ProducerError, "description": text}
+    for code, text in (
+        (400, "token_mismatched: a field is missing or invalid (the message names it); api_not_implemented"),
+        (401, "invalid_token: no or an unknown API key"),
+        (404, "not_found: no such task or audio of yours"),
+        (429, "too_many_requests (see Retry-After)"),
+        (500, "api_error: the task failed, or the server did"),
+    )
+}
+
+
+def _service(ctx: Ctx) -> ProducerService:
+    return ProducerService(
+        jobs=ctx.jobs, sessions=ctx.sessions, gateway=ctx.gateway, bus=ctx.bus, settings=ctx.settings
+    )
+
+
+def _base_url(ctx: Ctx, request: Request) -> str:
+    return ctx.settings.public_url or str(request.base_url).rstrip("/")
+
+
+@router.post(
+    "/audios",
+    response_model=ProducerAnswer | ProducerAccepted,
+    responses=_ERRORS,
+    summary="generate / cover / extend / upload_* / replace_section / swap_* / variation / stems",
+)
+async def create_audios(body: ProducerAudioCreate, request: Request, ctx: Ctx, user: User) -> Response:
+    service = _service(ctx)
+    trace = trace_id()
+    job = await service.create(owner=user, body=body, base_url=_base_url(ctx, request), trace_id=trace)
+    if body.callback_url:
+        return JSONResponse({"task_id": job.public_id})
+    job = await service.wait(job, ctx.settings.producer_wait_s)
+    status, answer = ProducerViews(ctx.auth, ctx.settings).answer(job, trace)
+    return JSONResponse(answer, status_code=status)
+
+
+@router.post("/tasks", response_model=ProducerAnswer | ProducerBatch, responses=_ERRORS)
+async def query_tasks(query: ProducerTaskQuery, ctx: Ctx, user: User) -> Response:
+    trace = trace_id()
+    found = await _service(ctx).tasks(owner=user, query=query)
+    shown = ProducerViews(ctx.auth, ctx.settings)
+    answers = []
+    for job in found:
+        if isinstance(job, str):
+            answers.append((404, error_body(trace, "not_found", f"id: no task {job!r} of yours", task_id=job)))
+        else:
+            answers.append(shown.answer(job, trace))
+    if query.action == "retrieve":
+        status, answer = answers[0]
+        return JSONResponse(answer, status_code=status)
+    batch = {"success": True, "trace_id": trace, "count": len(answers), "items": [a for _, a in answers]}
+    return JSONResponse(batch)
