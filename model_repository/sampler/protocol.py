@@ -2,7 +2,8 @@
 
 A runner turns one :class:`~model_repository.sampler.request.SamplerRequest` into audio. It never touches a model:
 its song loop is a generator (:meth:`FamilyRunner.steps`) that *yields* every network evaluation it needs as a
-:class:`NetworkRequest` and is sent the outputs back. Who answers decides how songs share networks:
+:class:`NetworkRequest` and is sent the outputs back (and heavy CPU work as :class:`HostWork`, sent its result). Who
+answers decides how songs share networks:
 
 * :func:`drive` answers one song's requests one by one through a :class:`NetworkCaller` (``FamilyRunner.run``:
   in-process ONNX Runtime, :class:`~model_repository.onnx.inprocess.OrtNetworkCaller`, in benchmarks and tests);
@@ -54,8 +55,18 @@ class NetworkRequest:
         object.__setattr__(self, "rows", max(first.values(), default=0))
 
 
-# A song's calls: yields requests, is sent each request's outputs, returns ``T``.
-Calls = Generator[NetworkRequest, Outputs, T]
+@dataclass(frozen=True)
+class HostWork:
+    """CPU work a song needs between its network calls (e.g. the lyric alignment's DTW): the step scheduler runs
+    ``fn`` on its worker pool, off the loop thread, so other songs keep stepping meanwhile; :func:`drive` runs it
+    inline. The song is sent ``fn()``'s return value (an exception it raises is raised into the song)."""
+
+    fn: Callable[[], Any]
+    stage: Stage = "decode"
+
+
+# A song's calls: yields requests (network evaluations or host work), is sent each one's answer, returns ``T``.
+Calls = Generator[NetworkRequest | HostWork, Any, T]
 SongSteps = Calls[SongResult]
 
 
@@ -66,12 +77,26 @@ def network(model: str, version: str, inputs: dict[str, np.ndarray], outputs: li
     return out
 
 
+def host_work(fn: Callable[[], T], stage: Stage = "decode") -> Calls[T]:
+    """``value = yield from host_work(fn)``: CPU work inside a song generator, run off the scheduler's loop thread."""
+    value: T = yield HostWork(fn, stage)
+    return value
+
+
 def drive(steps: SongSteps, call: NetworkCaller) -> SongResult:
-    """Run one song generator to the end, answering each request with one direct call."""
+    """Run one song generator to the end, answering each request with one direct call (host work inline)."""
     try:
         request = next(steps)
         while True:
-            request = steps.send(call(request.model, request.version, request.inputs, request.outputs))
+            if isinstance(request, HostWork):
+                try:
+                    value = request.fn()
+                except Exception as exc:  # noqa: BLE001 - raised into the song, as the scheduler does
+                    request = steps.throw(exc)
+                    continue
+                request = steps.send(value)
+            else:
+                request = steps.send(call(request.model, request.version, request.inputs, request.outputs))
     except StopIteration as done:
         result: SongResult = done.value
         return result

@@ -22,8 +22,10 @@ A song is its runner's generator (:meth:`~model_repository.sampler.protocol.Fami
 * checks each waiting song's ``cancelled()`` every round; a failing call fails only the songs in it, with its message.
 
 The songs' own Python (Euler steps, padding, progress events) runs on the loop thread between calls; network calls run
-on a small pool so a long decode does not stall other songs' steps. Nothing here knows Triton: the ``sampler`` model
-passes its BLS caller, tests a fake one.
+on a small pool so a long decode does not stall other songs' steps, and a song's heavy CPU work (a yielded
+:class:`~model_repository.sampler.protocol.HostWork`, e.g. the lyric alignment's DTW) runs on a worker pool of its
+own, so the other songs keep stepping while it runs. Nothing here knows Triton: the ``sampler`` model passes its BLS
+caller, tests a fake one.
 """
 
 from __future__ import annotations
@@ -44,6 +46,7 @@ import numpy as np
 
 from model_repository.sampler.protocol import (
     Cancelled,
+    HostWork,
     IsCancelled,
     NetworkCaller,
     NetworkRequest,
@@ -108,10 +111,11 @@ class SchedulerStats:
     advance_seconds: float = 0.0  # the songs' own Python on the loop thread
     songs_done: int = 0
     songs_failed: int = 0
+    host_work_seconds: float = 0.0  # the songs' host work, on the worker pool
 
     def copy(self) -> SchedulerStats:
         models = {m: ModelStats(s.calls, s.rows, s.seconds) for m, s in self.models.items()}
-        return SchedulerStats(models, self.advance_seconds, self.songs_done, self.songs_failed)
+        return SchedulerStats(models, self.advance_seconds, self.songs_done, self.songs_failed, self.host_work_seconds)
 
 
 @dataclass(eq=False)
@@ -124,7 +128,7 @@ class _Song:
     pending: NetworkRequest | None = None
     key: GroupKey = ()
     since: int = 0  # when its request became pending (a sequence number: lower waited longer)
-    in_flight: bool = False
+    in_flight: bool = False  # in a network call or running host work
     started: bool = False  # has sent a diffusion request
     hold_for: frozenset[int] = frozenset()  # songs that were encoding when it reached its first diffusion request
     held_since: float | None = None  # when it was first held at the start line
@@ -139,7 +143,16 @@ class _Finished:
     seconds: float
 
 
+@dataclass
+class _Worked:
+    song: _Song
+    value: Any
+    error: BaseException | None
+    seconds: float
+
+
 _STOP = object()
+_PRIME = object()  # _advance's answer for a song's first step
 
 
 class StepScheduler:
@@ -149,6 +162,7 @@ class StepScheduler:
         max_rows: Callable[[str], int] = lambda model: DEFAULT_MAX_ROWS,
         *,
         call_threads: int = 4,
+        work_threads: int = 1,
         max_start_hold_s: float = 2.0,
         poll_seconds: float = 0.25,
     ) -> None:
@@ -163,6 +177,7 @@ class StepScheduler:
         self._seq = itertools.count()
         self._stats = SchedulerStats()
         self._pool = ThreadPoolExecutor(max_workers=call_threads, thread_name_prefix="sampler-call")
+        self._work_pool = ThreadPoolExecutor(max_workers=work_threads, thread_name_prefix="sampler-work")
         self._thread = threading.Thread(target=self._loop, name="sampler-steps", daemon=True)
         self._closed = False
         self._thread.start()
@@ -188,6 +203,7 @@ class StepScheduler:
         self._events.put(_STOP)
         self._thread.join(timeout)
         self._pool.shutdown(wait=False, cancel_futures=True)
+        self._work_pool.shutdown(wait=False, cancel_futures=True)
 
     # ---- the loop ----------------------------------------------------------------------------------------------------
     def _loop(self) -> None:
@@ -199,7 +215,9 @@ class StepScheduler:
                 for event in sorted(events, key=lambda e: not isinstance(e, _Song)):  # new songs first
                     if isinstance(event, _Song):
                         self._songs[event.id] = event
-                        self._advance(event, None)
+                        self._advance(event)
+                    elif isinstance(event, _Worked):
+                        self._worked(event)
                     else:
                         self._finish(event)
                 self._check_cancelled()
@@ -220,11 +238,15 @@ class StepScheduler:
             except queue.Empty:
                 return events
 
-    def _advance(self, song: _Song, outputs: Outputs | None) -> None:
-        """Run the song to its next request (``outputs`` answers the previous one; None primes it)."""
+    def _advance(self, song: _Song, answer: Any = _PRIME, error: BaseException | None = None) -> None:
+        """Run the song to its next request (``answer`` answers the previous one, ``error`` is raised into it; neither
+        primes it). Host work goes to the worker pool; the song waits for it like for a network call."""
         started = time.perf_counter()
         try:
-            request = next(song.steps) if outputs is None else song.steps.send(outputs)
+            if error is not None:
+                request = song.steps.throw(error)
+            else:
+                request = next(song.steps) if answer is _PRIME else song.steps.send(answer)
         except StopIteration as done:
             self._songs.pop(song.id, None)
             self._stats.songs_done += 1
@@ -235,6 +257,10 @@ class StepScheduler:
             return
         finally:
             self._stats.advance_seconds += time.perf_counter() - started
+        if isinstance(request, HostWork):
+            song.in_flight = True
+            self._work_pool.submit(self._run_work, song, request)
+            return
         song.pending, song.key, song.since = request, group_key(request, song.id), next(self._seq)
         if request.stage == "diffusion" and not song.started:
             song.hold_for = frozenset(s.id for s in self._songs.values() if s is not song and self._encoding(s))
@@ -266,6 +292,12 @@ class StepScheduler:
             offset += n
             song.pending = None
             self._advance(song, part)
+
+    def _worked(self, done: _Worked) -> None:
+        self._stats.host_work_seconds += done.seconds
+        done.song.in_flight = False
+        if done.song.id in self._songs:  # not failed meanwhile (unloading)
+            self._advance(done.song, done.value, done.error)
 
     def _check_cancelled(self) -> None:
         for song in list(self._songs.values()):
@@ -319,6 +351,16 @@ class StepScheduler:
         except Exception as exc:  # noqa: BLE001 - reported to the group's songs
             error = exc
         self._events.put(_Finished(key, songs, outputs, error, time.perf_counter() - started))
+
+    def _run_work(self, song: _Song, work: HostWork) -> None:
+        """On a worker thread: one song's host work."""
+        started = time.perf_counter()
+        value, error = None, None
+        try:
+            value = work.fn()
+        except Exception as exc:  # noqa: BLE001 - raised into the song
+            error = exc
+        self._events.put(_Worked(song, value, error, time.perf_counter() - started))
 
     # ---- helpers -----------------------------------------------------------------------------------------------------
     @staticmethod

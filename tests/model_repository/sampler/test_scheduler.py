@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from model_repository.sampler.protocol import Cancelled, NetworkRequest, SongSteps, drive, network
+from model_repository.sampler.protocol import Cancelled, NetworkRequest, SongSteps, drive, host_work, network
 from model_repository.sampler.scheduler import RowCaps, StepScheduler, group_key
 
 
@@ -81,6 +81,16 @@ class Run:
         assert self.done.wait(20), f"songs did not finish: {self.results}"
         return self.results
 
+    def behind_a_held_call(self, net: FakeNet, first: SongSteps, *later: SongSteps) -> dict[int, Any]:
+        """``first``'s first call is held at ``net``'s gate while ``later`` arrive; then the gate opens: all results."""
+        self.submit(first)
+        assert net.started.wait(5)
+        for steps in later:
+            self.submit(steps)
+        threading.Event().wait(0.1)
+        net.gate.set()
+        return self.wait()
+
 
 @pytest.fixture
 def make():
@@ -105,14 +115,7 @@ def test_drive_answers_one_request_at_a_time():
 def test_a_song_joins_the_running_batch_at_the_next_step(make):
     """Song 0's first call is in flight while songs 1-4 arrive: they ride song 0's second call, one call per step."""
     net = FakeNet(gate=True)
-    run = make(net)
-    run.submit(fake_song(0, 3))
-    assert net.started.wait(5)
-    for song in range(1, 5):
-        run.submit(fake_song(song, 3))
-    threading.Event().wait(0.1)
-    net.gate.set()
-    results = run.wait()
+    results = make(net).behind_a_held_call(net, fake_song(0, 3), *(fake_song(song, 3) for song in range(1, 5)))
     assert all(results[i][0].tolist() == [i] for i in range(5))
     assert net.rows("dit") == [[0], [1, 2, 3, 4, 0], [1, 2, 3, 4, 0], [1, 2, 3, 4]]
 
@@ -133,14 +136,7 @@ def test_rows_over_the_cap_rotate_oldest_first(make):
     """Cap 4, six one-row songs of 3 steps: every call is full but the last, and the songs left out of a call lead
     the next one, so no song falls more than one call behind."""
     net = FakeNet(gate=True)
-    run = make(net, {"dit": 4})
-    run.submit(fake_song(0, 3))
-    assert net.started.wait(5)
-    for song in range(1, 6):
-        run.submit(fake_song(song, 3))
-    threading.Event().wait(0.1)
-    net.gate.set()
-    run.wait()
+    make(net, {"dit": 4}).behind_a_held_call(net, fake_song(0, 3), *(fake_song(song, 3) for song in range(1, 6)))
     calls = net.rows("dit")
     assert calls == [[0], [1, 2, 3, 4], [5, 0, 1, 2], [3, 4, 5, 0], [1, 2, 3, 4], [5]]
     assert all(len(c) <= 4 for c in calls)
@@ -150,15 +146,8 @@ def test_a_big_request_is_never_overtaken(make):
     """Strict age order, cap 4: after a 3-row request the next 3-row one does not fit, and the 1-row request behind it
     (which would) waits too, so it cannot overtake it call after call; both go next."""
     net = FakeNet(gate=True)
-    run = make(net, {"dit": 4})
-    run.submit(fake_song(0, 1))
-    assert net.started.wait(5)
-    run.submit(fake_song(1, 1, rows=3))
-    run.submit(fake_song(2, 1, rows=3))
-    run.submit(fake_song(3, 1))
-    threading.Event().wait(0.1)
-    net.gate.set()
-    run.wait()
+    later = (fake_song(1, 1, rows=3), fake_song(2, 1, rows=3), fake_song(3, 1))
+    make(net, {"dit": 4}).behind_a_held_call(net, fake_song(0, 1), *later)
     assert net.rows("dit") == [[0], [1, 1, 1], [2, 2, 2, 3]]
 
 
@@ -166,13 +155,7 @@ def test_songs_that_encode_together_start_diffusion_together(make):
     """Song 1 arrives while song 0 encodes: song 0 waits at its first step until song 1 is encoded, then both take
     every step in one call."""
     net = FakeNet(gate=True)
-    run = make(net)
-    run.submit(fake_song(0, 4, encode="enc"))
-    assert net.started.wait(5)
-    run.submit(fake_song(1, 4, encode="enc"))
-    threading.Event().wait(0.1)
-    net.gate.set()
-    run.wait()
+    make(net).behind_a_held_call(net, fake_song(0, 4, encode="enc"), fake_song(1, 4, encode="enc"))
     assert net.rows("enc") == [[0], [1]]
     assert net.rows("dit") == [[0, 1]] * 4
 
@@ -244,3 +227,59 @@ def test_row_caps_come_from_the_network_configs(tmp_path: Path):
     assert RowCaps(tmp_path, limit=8)("dit") == 8
     with pytest.raises(ValueError, match="row caps"):
         RowCaps(tmp_path, limit=0)
+
+
+def aligning_song(song: int, steps: int, release: threading.Event, ran_on: list[str]) -> SongSteps:
+    """``steps`` diffusion calls, then host work that blocks until ``release`` is set (the lyric alignment's place)."""
+    for step in range(steps):
+        x = np.full((1, 4), song, np.float32)
+        x[:, 1] = step
+        yield from network("dit", "1", {"x": x}, ["y"])
+
+    def work() -> str:
+        ran_on.append(threading.current_thread().name)
+        assert release.wait(20), "the test never released the host work"
+        return "aligned"
+
+    value = yield from host_work(work)
+    return np.array([song]), [song], {"work": value}
+
+
+def test_host_work_runs_off_the_loop_while_other_songs_keep_stepping(make):
+    """Song 0 reaches its host work and blocks there; song 1, submitted after, runs all its steps and finishes while
+    song 0 is still in it (impossible if the work ran on the loop thread, which steps every song); then song 0 gets
+    its work's value. The work's exception is raised into the song and fails that song only."""
+    net = FakeNet()
+    run = make(net)
+    release, ran_on = threading.Event(), []
+    run.submit(aligning_song(0, 1, release, ran_on))
+    for _ in range(200):
+        if ran_on:
+            break
+        threading.Event().wait(0.05)
+    assert ran_on and ran_on[0].startswith("sampler-work"), ran_on
+    finished = threading.Event()
+    run.scheduler.submit(fake_song(1, 5), on_done=lambda r: finished.set(), on_error=lambda e: finished.set())
+    assert finished.wait(20), "song 1 did not finish while song 0's host work was running"
+    assert 0 not in run.results and net.rows("dit") == [[0]] + [[1]] * 5
+    release.set()
+    results = run.wait()
+    assert results[0][2] == {"work": "aligned"}
+    assert run.scheduler.stats.songs_done == 2
+
+    def failing() -> SongSteps:
+        yield from network("dit", "1", {"x": np.full((1, 4), 2, np.float32)}, ["y"])
+        yield from host_work(lambda: 1 / 0)
+        raise AssertionError("unreachable: the work's error is raised at the yield")
+
+    run.submit(failing())
+    run.submit(fake_song(3, 2))
+    results = run.wait()
+    assert isinstance(results[1], ZeroDivisionError) and results[2][0].tolist() == [3]
+
+
+def test_drive_runs_host_work_inline():
+    release, ran_on = threading.Event(), []
+    release.set()
+    audio, _, info = drive(aligning_song(4, 2, release, ran_on), FakeNet())
+    assert info == {"work": "aligned"} and ran_on == [threading.current_thread().name]
