@@ -30,6 +30,7 @@ from orchestrator.routers import (
     acestep_compat,
     auth,
     chat,
+    clips,
     events,
     files,
     health,
@@ -181,7 +182,7 @@ def create_app(settings: Settings | None = None, *, gateway: StageGateway | None
         logger.exception("unhandled error on %s %s", request.method, request.url.path)
         return JSONResponse(error_body(500, f"internal error: {type(exc).__name__}"), status_code=500)
 
-    for module in (health, auth, song, library, site, acestep, acestep_compat, chat, events, files):
+    for module in (health, auth, song, library, site, acestep, acestep_compat, chat, clips, events, files):
         app.include_router(module.router)
     app.include_router(producer.router)  # its routes answer in the seed's envelope, errors too
     ops.install(app)  # request ids, /metrics, database outages as 503 (before the page's catch-all mount)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query
@@ -19,13 +20,14 @@ from orchestrator import store
 from orchestrator.errors import ApiError
 from orchestrator.routers.deps import Ctx, api_key_scheme, bearer_scheme, identify
 from orchestrator.services.jobs import job_dir
+from orchestrator.services.storage import safe_file_name
 
 router = APIRouter(tags=["files"])
 
-_NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
 _JOB_RE = re.compile(r"^[0-9a-f-]{36}$")
 _MEDIA_TYPES = {
-    ".flac": "audio/flac", ".wav": "audio/wav", ".mp3": "audio/mpeg", ".png": "image/png",
+    ".flac": "audio/flac", ".wav": "audio/wav", ".mp3": "audio/mpeg", ".png": "image/png", ".ogg": "audio/ogg",
+    ".aiff": "audio/aiff",
     ".lrc": "text/plain; charset=utf-8",  # lyric timing beside the audio (align_lyrics)
 }
 
@@ -42,12 +44,11 @@ class FileCredentials:
     access_token: str | None
 
 
-async def _serve(ctx: Ctx, job_id: str, name: str, creds: FileCredentials) -> FileResponse:
+def file_owner(ctx: Ctx, creds: FileCredentials, *, path_key: str, scope_id: str) -> str | None:
+    """Who may read ``path_key``: the caller's user, or None when a valid signed link grants it to anyone
+    (``scope_id``: the job or clip a ``?access_token=`` files token must name). Raises 401/403 otherwise."""
     bearer, api_key, expires, sig = creds.bearer, creds.api_key, creds.expires, creds.sig
     access_token = creds.access_token
-    if not _JOB_RE.match(job_id) or not _NAME_RE.match(name) or ".." in name:
-        raise ApiError(404, f"no such file: {job_id}/{name}", field="path")
-    path_key = f"{job_id}/{name}"
     owner: str | None = None
     headers = bool(api_key) or (bearer is not None and bool(bearer.credentials)) or ctx.auth.open_user is not None
     if headers:  # the owner's credentials win over a link's expiry (upstream's clients keep the path they got)
@@ -58,10 +59,22 @@ async def _serve(ctx: Ctx, job_id: str, name: str, creds: FileCredentials) -> Fi
         ctx.auth.check_signature(path_key, expires, sig)
     else:
         if access_token and not api_key and (bearer is None or not bearer.credentials):
-            owner = ctx.auth.user_from_url_token(access_token, purpose="files", job_id=job_id)
+            owner = ctx.auth.user_from_url_token(access_token, purpose="files", job_id=scope_id)
         else:
             owner = identify(ctx, bearer, api_key)
     async with ctx.sessions() as session:
+    return owner
+
+
+def media_type(path: Path) -> str:
+    return _MEDIA_TYPES.get(path.suffix.lower(), "application/octet-stream")
+
+
+async def _serve(ctx: Ctx, job_id: str, name: str, creds: FileCredentials) -> FileResponse:
+    if not _JOB_RE.match(job_id) or not safe_file_name(name):
+        raise ApiError(404, f"no such file: {job_id}/{name}", field="path")
+    path_key = f"{job_id}/{name}"
+    owner = file_owner(ctx, creds, path_key=path_key, scope_id=job_id)
         job = await store.get_job(session=session, public_id=job_id, owner=owner)
     result = (job.result or {}) if job is not None else {}
     items = result.get("items", [])
@@ -72,8 +85,7 @@ async def _serve(ctx: Ctx, job_id: str, name: str, creds: FileCredentials) -> Fi
     path = job_dir(ctx.settings, job_id) / name
     if not path.is_file():
         raise ApiError(404, f"the file {path_key} is gone from the data directory", field="path")
-    suffix = path.suffix.lower()
-    return FileResponse(path, media_type=_MEDIA_TYPES.get(suffix, "application/octet-stream"), filename=name)
+    return FileResponse(path, media_type=media_type(path), filename=name)
 
 
 Expires = Annotated[int | None, Query(ge=0, le=2**40, description="signed link expiry (unix seconds)")]

@@ -119,6 +119,12 @@ class MusicGenerateCreate(BaseModel):
     # edit / reference audio
     reference_audio_path: Text | None = Field(default=None, max_length=4096)
     src_audio_path: Text | None = Field(default=None, max_length=4096)
+    src_audio_id: Text | None = Field(
+        default=None, max_length=64, description="a clip id of yours (GET /v1/clips): its audio is the source"
+    )
+    reference_audio_id: Text | None = Field(
+        default=None, max_length=64, description="a clip id of yours: its audio is the timbre reference"
+    )
     task_type: TaskType = "text2music"
     instruction: Text | None = Field(default=None, max_length=2000)
     repainting_start: float = Field(default=0.0, ge=0.0, le=float(MAX_DURATION))

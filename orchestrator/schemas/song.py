@@ -129,6 +129,7 @@ class SongItem(ItemLyrics):
     format: str
     duration: float
     seed: int
+    clip_id: str | None = Field(default=None, description="the item as a clip (GET /v1/clips/{id}; edit sources)")
 
 
 class SongMetadata(BaseModel):

@@ -24,6 +24,8 @@ like an id that never existed.
 
 from __future__ import annotations
 
+import asyncio
+import base64
 import contextlib
 import logging
 import os
@@ -41,8 +43,20 @@ from sqlalchemy.ext.asyncio import async_sessionmaker
 from orchestrator import clip_store
 from orchestrator.db import Clip
 from orchestrator.errors import ApiError
-from orchestrator.media.audio import SAMPLE_RATE, decode_audio, encode_audio
-from orchestrator.services.storage import LATENTS, WAVEFORM, clip_dir, save_npy_atomic, tree_bytes
+from orchestrator.families import MAX_DURATION_S
+from orchestrator.media.audio import SAMPLE_RATE, AudioDecodeError, decode_audio, encode_audio
+from orchestrator.media.probe import AudioHeaderError, check_header
+from orchestrator.services.storage import (
+    LATENTS,
+    WAVEFORM,
+    DiskFullError,
+    StorageQuota,
+    clip_dir,
+    safe_file_name,
+    save_npy_atomic,
+    tree_bytes,
+    write_atomic,
+)
 from orchestrator.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -203,10 +217,12 @@ def job_clip_rows(
             _place(directory / item["lrc_file"], folder / LRC_NAME)
             lrc_name = LRC_NAME
         extra |= {
+            "job_file": item["file"],  # the job's own copy, removed with the clip (DELETE /v1/clips/{id})
+            "job_lrc_file": lrc_name and item["lrc_file"],
             "family": model.get("family") or params.get("family"),
             "version_set": model.get("version_set") or params.get("version_set"),
             "time_signature": meta.get("time_signature"),
-            "stem": item.get("stem"),
+            "stem": item.get("stem") or (item.get("name") if kind == "stems" else None),
         }
         item["clip_id"] = clip_id
         rows.append(
@@ -245,3 +261,124 @@ def remove_files(settings: Settings, clip_id: str) -> None:
     with contextlib.suppress(ValueError):
         shutil.rmtree(clip_dir(settings, clip_id), ignore_errors=True)
 
+
+
+# --- the library: uploads, pages, deletion ----------------------------------------------------------------------------
+_UPLOAD_SUFFIX = {"WAV": ".wav", "WAVEX": ".wav", "FLAC": ".flac", "OGG": ".ogg", "MP3": ".mp3", "MPEG": ".mp3",
+                  "AIFF": ".aiff"}
+
+
+async def create_upload_clip(
+    settings: Settings,
+    sessions: async_sessionmaker,
+    *,
+    owner: str,
+    data: bytes,
+    title: str | None = None,
+    lyrics: str | None = None,
+    caption: str | None = None,
+    field: str = "file",
+    quota: StorageQuota | None = None,
+) -> Clip:
+    """An uploaded file as ``owner``'s clip (action ``upload``): the header probed before any decode, the file kept
+    as sent (``audio``) and decoded once to the 48 kHz lossless ``source.flac`` edits read. 422 naming ``field`` for
+    audio it cannot take, 429 over the storage quota, 507 when the disk is full."""
+    if quota is not None:
+        await quota.check(owner)
+    try:
+        header = check_header(data, max_seconds=MAX_DURATION_S)
+    except AudioHeaderError as exc:
+        raise ApiError(422, f"{field}: {exc.field}: {exc.message}", field=field) from None
+    try:
+        wave = await asyncio.to_thread(decode_audio, data, target_rate=SAMPLE_RATE)
+    except AudioDecodeError as exc:
+        raise ApiError(422, f"{field}: could not decode the audio: {exc}", field=field) from None
+    seconds = wave.shape[-1] / SAMPLE_RATE
+    if seconds > MAX_DURATION_S:
+        raise ApiError(422, f"{field}: audio is {seconds:.0f} s long; at most {MAX_DURATION_S:g} s", field=field)
+    clip_id = str(uuid.uuid4())
+    folder = clip_dir(settings, clip_id)
+    suffix = _UPLOAD_SUFFIX.get(header.format.upper(), ".audio")
+    audio_name = AUDIO_NAME + suffix
+
+    def write() -> int:
+        write_atomic(folder / audio_name, lambda handle: handle.write(data))
+        encode_audio(wave, sample_rate=SAMPLE_RATE, fmt="flac", path=folder / SOURCE_NAME)
+        return tree_bytes(folder)
+
+    try:
+        size = await asyncio.to_thread(write)
+    except DiskFullError:
+        remove_files(settings, clip_id)
+        raise ApiError(507, "the server's data disk is full; the upload was not kept — try again later",
+                       field=field) from None
+    row = Clip(
+        public_id=clip_id, owner=owner, origin="upload", action="upload", parent_id=None, job_id=None,
+        item_index=None, title=title, lyrics=lyrics, caption=caption, model=None, seed=None,
+        duration=round(seconds, 3), bpm=None, key_scale=None, audio_file=audio_name,
+        audio_format=suffix.lstrip("."), source_file=SOURCE_NAME, latents_file=None, cover_file=None, lrc_file=None,
+        extra={"sample_rate_sent": header.sample_rate, "channels_sent": header.channels}, size_bytes=size,
+        created_at=time.time(),
+    )
+    try:
+        async with sessions() as session:
+            return await clip_store.insert_clip(session=session, row=row)
+    except BaseException:
+        remove_files(settings, clip_id)
+        raise
+    finally:
+        if quota is not None:
+            quota.forget(owner)
+
+
+def _cursor(clip_id: int) -> str:
+    return base64.urlsafe_b64encode(f"c{clip_id}".encode()).decode().rstrip("=")
+
+
+def _before_id(cursor: str | None) -> int | None:
+    if not cursor:
+        return None
+    try:
+        text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        if text.startswith("c") and text[1:].isdigit():
+            return int(text[1:])
+    except ValueError:
+        pass
+    raise ApiError(422, "cursor: not a cursor this service handed out (use next_cursor of the previous page)",
+                   field="cursor")
+
+
+async def list_clips(
+    sessions: async_sessionmaker, *, owner: str, limit: int, cursor: str | None = None
+) -> tuple[list[Clip], int, str | None]:
+    """A page of ``owner``'s clips newest first, their total and the next page's cursor (None: no more)."""
+    before = _before_id(cursor)
+    async with sessions() as session:
+        rows, total = await clip_store.list_clips(session=session, owner=owner, limit=limit + 1, before_id=before)
+    more = len(rows) > limit
+    rows = rows[:limit]
+    return rows, total, (_cursor(rows[-1].id) if more and rows else None)
+
+
+def _remove_clip_files(settings: Settings, clip: Clip) -> int:
+    folder = clip_dir(settings, clip.public_id)
+    removed = sum(len(files) for _, _, files in os.walk(folder))
+    remove_files(settings, clip.public_id)
+    if clip.job_id:
+        jobs = settings.data_dir / "jobs" / clip.job_id
+        for name in (clip.extra.get("job_file"), clip.extra.get("job_lrc_file")):
+            if name and safe_file_name(name) and (jobs / name).is_file():
+                (jobs / name).unlink(missing_ok=True)
+                removed += 1
+    return removed
+
+
+async def delete_clip(settings: Settings, sessions: async_sessionmaker, *, owner: str, clip_id: str) -> int:
+    """Delete ``owner``'s clip: its row, its folder and its job's copy of the item (the job's shared cover stays).
+    Its children keep their ``parent_id`` (a dangling, still named, lineage link). Returns the files removed."""
+    clip = await get_clip(sessions, owner=owner, clip_id=clip_id)
+    async with sessions() as session:
+        deleted = await clip_store.delete_clip(session=session, public_id=clip.public_id, owner=owner)
+    if deleted is None:  # deleted meanwhile by another request
+        raise ClipNotFoundError(clip_id)
+    return await asyncio.to_thread(_remove_clip_files, settings, deleted)

@@ -7,7 +7,10 @@
   job's ``.npy`` still loads); the sampler's waveform (``audio.npy``) is deleted once the job has succeeded.
 - :class:`RetentionSweeper` (owned by the app's lifespan) deletes the files of jobs that ended more than
   ``retention_s`` ago (0 = keep forever) and directories that belong to no job, every ``sweep_interval_s``.
-- :class:`StorageQuota`: a user whose job files exceed ``user_storage_max_bytes`` (0 = no quota) cannot submit.
+- :class:`StorageQuota`: a user whose job and clip files exceed ``user_storage_max_bytes`` (0 = no quota) cannot
+  submit or upload (a file hard-linked into a clip counts once).
+- Clips (``services/clips.py``) live in ``<data_dir>/clips/<id>/`` and follow ``clip_retention_days``
+  (:meth:`RetentionSweeper.sweep_clips`), independent of their job's ``retention_s``.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ import numpy as np
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import async_sessionmaker
 
+from orchestrator import clip_store
 from orchestrator.db import TERMINAL_STATUSES, Job
 from orchestrator.errors import ApiError
 from orchestrator.settings import Settings
@@ -41,6 +45,7 @@ LATENTS = "latents.npy"  # the sampler's final latents [batch, …], kept until 
 CLIPS_DIR = "clips"
 _DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
 _QUOTA_CACHE_S = 30.0
+_ORPHAN_GRACE_S = 3600.0  # a clip folder without a row this old belongs to no clip (its job was lost mid-success)
 
 
 class DiskFullError(OSError):
@@ -92,6 +97,14 @@ def drop_waveform(directory: Path) -> None:
     (directory / LATENTS).unlink(missing_ok=True)
 
 
+_FILE_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
+
+
+def safe_file_name(name: str) -> bool:
+    """A file name that may be joined to a job's or clip's folder: one short plain name, no separator, no ``..``."""
+    return bool(_FILE_NAME.match(name)) and ".." not in name
+
+
 def clip_dir(settings: Settings, clip_id: str) -> Path:
     """Where a clip's files live: ``<data_dir>/clips/<clip id>/``."""
     if not re.fullmatch(r"[0-9a-f-]{36}", clip_id):
@@ -114,12 +127,19 @@ def disk_guard(stage: str, data_dir: Path, failure: Callable[[str], Exception]) 
         ) from exc
 
 
-def tree_bytes(path: Path) -> int:
+def tree_bytes(path: Path, seen: set[tuple[int, int]] | None = None) -> int:
+    """The bytes of the files under ``path``; with ``seen``, a file hard-linked twice (a clip's audio and its job's)
+    counts once across calls."""
     total = 0
     for root, _dirs, files in os.walk(path):
         for name in files:
             with contextlib.suppress(OSError):
-                total += os.lstat(os.path.join(root, name)).st_size
+                info = os.lstat(os.path.join(root, name))
+                if seen is not None:
+                    if (info.st_dev, info.st_ino) in seen:
+                        continue
+                    seen.add((info.st_dev, info.st_ino))
+                total += info.st_size
     return total
 
 
@@ -135,10 +155,17 @@ class StorageQuota:
             return cached[1]
         async with self._sessions() as session:
             ids = (await session.scalars(select(Job.public_id).where(Job.owner == owner))).all()
-        root = self._settings.data_dir / "jobs"
-        used = await asyncio.to_thread(lambda: sum(tree_bytes(root / i) for i in ids if (root / i).is_dir()))
+            clip_ids = await clip_store.owner_clip_ids(session=session, owner=owner)
+        folders = [self._settings.data_dir / "jobs" / i for i in ids]
+        folders += [self._settings.data_dir / CLIPS_DIR / i for i in clip_ids]
+        seen: set[tuple[int, int]] = set()
+        used = await asyncio.to_thread(lambda: sum(tree_bytes(f, seen) for f in folders if f.is_dir()))
         self._cache[owner] = (time.monotonic(), used)
         return used
+
+    def forget(self, owner: str) -> None:
+        """Drop ``owner``'s cached usage (after an upload or a deletion changed it)."""
+        self._cache.pop(owner, None)
 
     async def check(self, owner: str) -> None:
         limit = self._settings.user_storage_max_bytes
@@ -148,9 +175,10 @@ class StorageQuota:
         if used >= limit:
             raise ApiError(
                 429,
-                f"user {owner!r} keeps {used} bytes of job files, at or over the quota of {limit} bytes "
-                f"(TRITONE_USER_STORAGE_MAX_BYTES); files are deleted {self._settings.retention_s:g} s after a job "
-                "ends (TRITONE_RETENTION_S)",
+                f"user {owner!r} keeps {used} bytes of job and clip files, at or over the quota of {limit} bytes "
+                f"(TRITONE_USER_STORAGE_MAX_BYTES); job files are deleted {self._settings.retention_s:g} s after a "
+                f"job ends (TRITONE_RETENTION_S), clips {self._settings.clip_retention_days:g} days after they were "
+                "made (TRITONE_CLIP_RETENTION_DAYS) or by DELETE /v1/clips/{id}",
                 headers={"Retry-After": str(int(min(self._settings.sweep_interval_s, 3600)))},
             )
 
@@ -162,7 +190,7 @@ class RetentionSweeper:
         self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
-        if self._settings.retention_s > 0:
+        if self._settings.retention_s > 0 or self._settings.clip_retention_days > 0:
             self._task = asyncio.create_task(self._loop(), name="retention-sweeper")
 
     async def stop(self) -> None:
@@ -175,7 +203,9 @@ class RetentionSweeper:
     async def _loop(self) -> None:
         while True:
             try:
-                await self.sweep()
+                if self._settings.retention_s > 0:
+                    await self.sweep()
+                await self.sweep_clips()
             except Exception:
                 logger.exception("retention sweep failed; next in %.0f s", self._settings.sweep_interval_s)
             await asyncio.sleep(self._settings.sweep_interval_s)
@@ -212,3 +242,33 @@ class RetentionSweeper:
                 "retention: deleted the files of %d job(s) older than %g s", len(expired), self._settings.retention_s
             )
         return expired
+
+    async def sweep_clips(self, *, now: float | None = None) -> list[str]:
+        """Delete the clips (rows, then folders) made more than ``clip_retention_days`` ago (0: none), and clip
+        folders with no row that are older than an hour (a lost job's registration); returns the clip ids."""
+        now = time.time() if now is None else now
+        removed: list[str] = []
+        days = self._settings.clip_retention_days
+        while days > 0:
+            async with self._sessions() as session:
+                rows = await clip_store.expired_clips(session=session, created_before=now - days * 86400.0)
+                await clip_store.delete_clips(session=session, ids=[row.id for row in rows])
+            for row in rows:
+                await asyncio.to_thread(shutil.rmtree, clip_dir(self._settings, row.public_id), True)
+            removed += [row.public_id for row in rows]
+            if len(rows) < 500:
+                break
+        root = self._settings.data_dir / CLIPS_DIR
+        names = await asyncio.to_thread(lambda: [p.name for p in root.iterdir() if p.is_dir()]) if root.is_dir() else []
+        for start in range(0, len(names), 500):
+            batch = names[start : start + 500]
+            async with self._sessions() as session:
+                known = await clip_store.known_clip_ids(session=session, public_ids=batch)
+            for name in set(batch) - known:
+                with contextlib.suppress(OSError):
+                    if (root / name).stat().st_mtime < now - _ORPHAN_GRACE_S:
+                        await asyncio.to_thread(shutil.rmtree, root / name, True)
+                        removed.append(name)
+        if removed:
+            logger.info("retention: deleted %d clip(s) (TRITONE_CLIP_RETENTION_DAYS=%g)", len(removed), days)
+        return removed

@@ -65,6 +65,7 @@ async def song_status(job: Job, *, queue_info: QueueInfo | None, auth: AuthServi
             format=item["format"],
             duration=item["duration"],
             seed=item["seed"],
+            clip_id=item.get("clip_id"),
             **item_timing(auth, job, item).model_dump(),
         )
         for item in result.get("items", [])

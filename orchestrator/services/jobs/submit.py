@@ -21,14 +21,15 @@ from urllib.parse import parse_qs, urlsplit
 
 import numpy as np
 
-from orchestrator import store
-from orchestrator.db import Job
+from orchestrator import clip_store, store
+from orchestrator.db import Clip, Job
 from orchestrator.errors import ApiError
 from orchestrator.families import DRAWN_SEED_RANGE, MAX_DURATION_S, MAX_SEED, ModelChoice, parse_model
 from orchestrator.media.audio import SAMPLE_RATE, AudioDecodeError, decode_audio
 from orchestrator.media.probe import AudioHeaderError, check_header
 from orchestrator.schemas.acestep import TASKS_NEEDING_SOURCE, MusicGenerateCreate
 from orchestrator.schemas.song import SongCreate
+from orchestrator.services import clips
 from orchestrator.services.jobs.engine import JobDeps, job_dir
 from orchestrator.services.jobs.requests import for_family
 from orchestrator.services.limits import RateLimits
@@ -168,16 +169,12 @@ class Submitter:
                 lm_model_path=body.lm_model_path,
                 lm_backend=body.lm_backend,
             )
-        sources: dict[str, bytes] = {}
-        for name, path_field in (("src_audio", "src_audio_path"), ("reference_audio", "reference_audio_path")):
-            if uploads and uploads.get(name):
-                sources[name] = uploads[name]  # an upload wins over the *_path field, as upstream does
-            elif getattr(body, path_field):
-                sources[name] = await self._read_source(owner, path_field, getattr(body, path_field))
+        sources, parent_clip_id = await self._music_sources(owner, body, uploads)
         if body.task_type in TASKS_NEEDING_SOURCE and "src_audio" not in sources:
             raise ApiError(
                 422,
-                f"task_type '{body.task_type}' needs source audio: upload src_audio or set src_audio_path",
+                f"task_type '{body.task_type}' needs source audio: upload src_audio, or set src_audio_id (a clip) "
+                "or src_audio_path",
                 field="src_audio",
             )
         decoded: dict[str, np.ndarray] = {}
@@ -210,6 +207,8 @@ class Submitter:
         )
         params.pop("src_audio_path", None)
         params.pop("reference_audio_path", None)
+        if parent_clip_id:  # lineage of the clips this job makes (services/clips.py); an edit's own params win
+            params["parent_clip_id"] = parent_clip_id
         public_id = str(uuid.uuid4())
         directory = job_dir(self._settings, public_id)
         if decoded:
@@ -234,6 +233,43 @@ class Submitter:
             return ResolvedModel(choice.family, None, requested)
         described, _ = await describe_models(self._gateway, self._settings.sampler_model)
         return resolve_model(choice, requested, described)
+
+    async def _music_sources(
+        self, owner: str, body: MusicGenerateCreate, uploads: Mapping[str, bytes] | None
+    ) -> tuple[dict[str, bytes], str | None]:
+        """The source and reference audio as bytes — an upload, else a clip id of the caller's (``*_audio_id``),
+        else a ``*_path`` — and the clip the source audio came from (the new clips' parent)."""
+        sources: dict[str, bytes] = {}
+        parent: str | None = None
+        for name in ("src_audio", "reference_audio"):
+            id_field, path_field = f"{name}_id", f"{name}_path"
+            clip_id, path = getattr(body, id_field), getattr(body, path_field)
+            if clip_id and path:
+                raise ApiError(422, f"{id_field}: set {id_field} (a clip) or {path_field}, not both", field=id_field)
+            clip = None
+            if uploads and uploads.get(name):
+                sources[name] = uploads[name]  # an upload wins over the *_path / *_id fields, as upstream does
+                clip = await clips.create_upload_clip(  # every audio item received is a clip (header probed first)
+                    self._settings, self._sessions, owner=owner, data=uploads[name], field=name, quota=self.quota
+                )
+            elif clip_id:
+                clip = await clips.get_clip(self._sessions, owner=owner, clip_id=clip_id, field=id_field)
+                sources[name] = await asyncio.to_thread(clips.read_source_bytes, self._settings, clip, id_field)
+            elif path:
+                sources[name] = await self._read_source(owner, path_field, path)
+                clip = await self._result_clip(owner, path)
+            if name == "src_audio" and clip is not None:
+                parent = clip.public_id
+        return sources, parent
+
+    async def _result_clip(self, owner: str, value: str) -> Clip | None:
+        """The clip of one of the caller's results named by a ``*_path`` (None for a server path)."""
+        own = result_file_key(value)
+        if own is None:
+            return None
+        async with self._sessions() as session:
+            made = await clip_store.job_clips(session=session, job_id=own[0])
+        return next((c for c in made if c.owner == owner and c.extra.get("job_file") == own[1]), None)
 
     async def _read_source(self, owner: str, field_name: str, value: str) -> bytes:
         """A ``*_path`` value: one of the caller's own results (the ``file`` a result returned, or its

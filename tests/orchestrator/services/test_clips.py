@@ -3,17 +3,23 @@ SQLite and the real PostgreSQL, with the in-process stage runner."""
 
 from __future__ import annotations
 
+import os
 import time
+import uuid
 
 import numpy as np
 import pytest
 import soundfile as sf
+from sqlalchemy import update
 
 from orchestrator import clip_store
+from orchestrator.db import Clip, make_engine, make_sessionmaker
+from orchestrator.migrations import run_migrations
 from orchestrator.services import clips
 from orchestrator.services.storage import RetentionSweeper
 from tests.orchestrator.doubles import LATENT_SHAPE, StageRunnerDouble
 from tests.orchestrator.support import login, make_settings, running_app, wait_for
+from tests.orchestrator.test_clips_api import wav_bytes
 
 
 async def _music(client, headers, **fields) -> dict:
@@ -70,3 +76,38 @@ async def test_job_items_become_clips_with_files_latents_and_owner_rule(tmp_path
         assert done["job_id"] in swept
         assert paths.audio.is_file() and paths.source.is_file() and paths.latents is not None
         assert paths.latents.is_file()
+
+
+async def test_retention_removes_old_clips_and_orphan_folders_and_children_keep_their_parent(tmp_path, db_url) -> None:
+    settings = make_settings(tmp_path, db_url, clip_retention_days=1.0)
+    engine = make_engine(db_url)
+    await run_migrations(engine)
+    sessions = make_sessionmaker(engine)
+    try:
+        old = await clips.create_upload_clip(settings, sessions, owner="alice", data=wav_bytes(), title="old")
+        new = await clips.create_upload_clip(settings, sessions, owner="alice", data=wav_bytes(), title="new")
+        child = Clip(**{**{c.name: getattr(new, c.name) for c in Clip.__table__.columns if c.name != "id"},
+                        "public_id": str(uuid.uuid4()), "parent_id": old.public_id, "action": "cover"})
+        async with sessions() as session:
+            await clip_store.insert_clip(session=session, row=child)
+            await session.execute(update(Clip).where(Clip.id == old.id).values(created_at=time.time() - 2 * 86400))
+            await session.commit()
+        orphan = settings.data_dir / "clips" / str(uuid.uuid4())
+        orphan.mkdir(parents=True)
+        (orphan / "audio.flac").write_bytes(b"x")
+        os.utime(orphan, (time.time() - 7200, time.time() - 7200))
+
+        removed = await RetentionSweeper(settings, sessions).sweep_clips()
+        assert sorted(removed) == sorted([old.public_id, orphan.name])
+        assert not clips.clip_dir(settings, old.public_id).exists() and not orphan.exists()
+        assert clips.clip_dir(settings, new.public_id).is_dir()
+        with pytest.raises(clips.ClipNotFoundError):
+            await clips.get_clip(sessions, owner="alice", clip_id=old.public_id)
+        kept = await clips.get_clip(sessions, owner="alice", clip_id=child.public_id)
+        assert kept.parent_id == old.public_id  # a dangling, still named, lineage link
+        # nothing is swept twice, and 0 days keeps clips forever
+        assert await RetentionSweeper(settings, sessions).sweep_clips() == []
+        forever = settings.model_copy(update={"clip_retention_days": 0.0})
+        assert await RetentionSweeper(forever, sessions).sweep_clips(now=time.time() + 10**6) == []
+    finally:
+        await engine.dispose()
