@@ -1,4 +1,5 @@
-"""What the Python entry points share on the Triton side: BLS calls, the ``event`` output tensor, string parameters.
+"""What the Python entry points share on the Triton side: BLS calls, the ``event`` output tensor, string parameters,
+the error that ends a stream.
 
 Imports ``triton_python_backend_utils``, so it only loads inside tritonserver; library code never imports it (the
 entry points hand it callables such as :func:`bls` instead).
@@ -7,11 +8,14 @@ entry points hand it callables such as :func:`bls` instead).
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 import triton_python_backend_utils as pb_utils
+
+logger = logging.getLogger(__name__)
 
 
 def bls(caller: str, model: str, version: str | int, inputs: Mapping[str, np.ndarray],
@@ -38,3 +42,14 @@ def event_tensor(payload: Mapping[str, Any]) -> Any:
 def string_parameters(config: Mapping[str, Any]) -> dict[str, str]:
     """``parameters`` of a parsed ``config.pbtxt`` as plain strings."""
     return {k: v["string_value"] for k, v in config.get("parameters", {}).items()}
+
+
+def stream_error(model: str, exc: BaseException, expected: tuple[type[BaseException], ...]) -> Any:
+    """The error response that ends a song's stream: an ``expected`` error says its own message (it names the field
+    or the cause); anything else is a bug, logged and named by its type."""
+    if isinstance(exc, expected):
+        message = str(exc)
+    else:
+        logger.error("%s: song failed", model, exc_info=exc)
+        message = f"{model}: internal error: {type(exc).__name__}: {exc}"
+    return pb_utils.InferenceResponse(error=pb_utils.TritonError(message))

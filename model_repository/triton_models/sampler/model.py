@@ -30,7 +30,7 @@ from model_repository.sampler.protocol import Cancelled, SongResult
 from model_repository.sampler.registry import SamplerFamilies
 from model_repository.sampler.request import RequestError, SamplerRequest
 from model_repository.sampler.scheduler import RowCaps, StepScheduler
-from model_repository.triton_models.transport import bls, event_tensor, string_parameters
+from model_repository.triton_models.transport import bls, event_tensor, stream_error, string_parameters
 
 logger = logging.getLogger(__name__)
 FINAL = pb_utils.TRITONSERVER_RESPONSE_COMPLETE_FINAL
@@ -149,9 +149,4 @@ class TritonPythonModel:
 
 def _fail(sender: Any, exc: BaseException) -> None:
     """End the song's stream with its error; a bug names its type."""
-    if isinstance(exc, RequestError | Cancelled | RuntimeError):
-        message = str(exc)
-    else:
-        logger.error("sampler: song failed", exc_info=exc)
-        message = f"sampler: internal error: {type(exc).__name__}: {exc}"
-    sender.send(pb_utils.InferenceResponse(error=pb_utils.TritonError(message)), flags=FINAL)
+    sender.send(stream_error("sampler", exc, (RequestError, Cancelled, RuntimeError)), flags=FINAL)

@@ -30,7 +30,7 @@ from model_repository.stems.separate import (
     pick_network,
 )
 from model_repository.stems.sets import StemsError
-from model_repository.triton_models.transport import bls, event_tensor, string_parameters
+from model_repository.triton_models.transport import bls, event_tensor, stream_error, string_parameters
 
 logger = logging.getLogger(__name__)
 FINAL = pb_utils.TRITONSERVER_RESPONSE_COMPLETE_FINAL
@@ -95,12 +95,7 @@ class TritonPythonModel:
             }
             sender.send(pb_utils.InferenceResponse(output_tensors=[event_tensor(done)]), flags=FINAL)
         except Exception as exc:  # noqa: BLE001 - every failure must end the stream
-            if isinstance(exc, StemsError | Cancelled | RuntimeError):
-                message = str(exc)
-            else:
-                logger.error("separator: song failed", exc_info=exc)
-                message = f"separator: internal error: {type(exc).__name__}: {exc}"
-            sender.send(pb_utils.InferenceResponse(error=pb_utils.TritonError(message)), flags=FINAL)
+            sender.send(stream_error("separator", exc, (StemsError, Cancelled, RuntimeError)), flags=FINAL)
 
     def finalize(self) -> None:
         self.songs.shutdown(wait=True, cancel_futures=True)
