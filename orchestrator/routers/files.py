@@ -62,7 +62,6 @@ def file_owner(ctx: Ctx, creds: FileCredentials, *, path_key: str, scope_id: str
             owner = ctx.auth.user_from_url_token(access_token, purpose="files", job_id=scope_id)
         else:
             owner = identify(ctx, bearer, api_key)
-    async with ctx.sessions() as session:
     return owner
 
 
@@ -75,6 +74,7 @@ async def _serve(ctx: Ctx, job_id: str, name: str, creds: FileCredentials) -> Fi
         raise ApiError(404, f"no such file: {job_id}/{name}", field="path")
     path_key = f"{job_id}/{name}"
     owner = file_owner(ctx, creds, path_key=path_key, scope_id=job_id)
+    async with ctx.sessions() as session:
         job = await store.get_job(session=session, public_id=job_id, owner=owner)
     result = (job.result or {}) if job is not None else {}
     items = result.get("items", [])
