@@ -39,10 +39,12 @@ from orchestrator.routers import (
     producer,
     site,
     song,
+    stems,
 )
 from orchestrator.schemas.acestep import MusicGenerateCreate
 from orchestrator.schemas.auth import LoginRequest
 from orchestrator.schemas.song import SongCancel, SongCreate
+from orchestrator.schemas.stems import StemsCreate
 from orchestrator.services.auth import AuthService, check_open_auth
 from orchestrator.services.callbacks import CallbackPayloads
 from orchestrator.services.events import EventBus
@@ -64,6 +66,7 @@ _BODY_MODELS: dict[str, type] = {
     "/auth/login": LoginRequest,
     "/v1/music/generate": MusicGenerateCreate,
     "/release_task": MusicGenerateCreate,
+    "/v1/stems": StemsCreate,
 }
 
 
@@ -182,7 +185,7 @@ def create_app(settings: Settings | None = None, *, gateway: StageGateway | None
         logger.exception("unhandled error on %s %s", request.method, request.url.path)
         return JSONResponse(error_body(500, f"internal error: {type(exc).__name__}"), status_code=500)
 
-    for module in (health, auth, song, library, site, acestep, acestep_compat, chat, clips, events, files):
+    for module in (health, auth, song, library, site, acestep, acestep_compat, chat, clips, stems, events, files):
         app.include_router(module.router)
     app.include_router(producer.router)  # its routes answer in the seed's envelope, errors too
     ops.install(app)  # request ids, /metrics, database outages as 503 (before the page's catch-all mount)

@@ -32,6 +32,9 @@ from model_repository.facts.families import (
     family_facts,
     model_aliases,
 )
+from model_repository.facts.stems import MAX_SECONDS as STEMS_MAX_SECONDS
+from model_repository.facts.stems import NETWORK_FOR_SOURCES as STEMS_NETWORKS
+from model_repository.facts.stems import STEM_SETS, STEM_SETS_FOR_SOURCES
 
 __all__ = [
     "ACESTEP15",
@@ -46,6 +49,10 @@ __all__ = [
     "MAX_STEPS",
     "MIN_DURATION",
     "MIN_STEPS",
+    "STEMS_MAX_SECONDS",
+    "STEMS_NETWORKS",
+    "STEM_SETS",
+    "STEM_SETS_FOR_SOURCES",
     "FamilyFacts",
     "UPSTREAM_15_MODELS",
     "UPSTREAM_V1_MODEL",

@@ -62,12 +62,14 @@ class Settings(BaseSettings):
         "served LM otherwise (reported as a fallback); other names are refused (422)",
     )
     sampler_model: str = "sampler"
+    separator_model: str = "separator"
 
     # --- stages ------------------------------------------------------------------------------------------------------
     lyrics_timeout_s: float = Field(default=600.0, gt=0)
     metadata_timeout_s: float = Field(default=600.0, gt=0)
     audio_timeout_s: float = Field(default=1800.0, gt=0)
     post_timeout_s: float = Field(default=300.0, gt=0)
+    separate_timeout_s: float = Field(default=1800.0, gt=0, description="the stems job's separation stage")
     enable_lyricist: bool = Field(
         default=True,
         # Seed 000's deployment switch is honoured as an alias; TRITONE_ENABLE_LYRICIST wins when both are set.

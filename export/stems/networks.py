@@ -27,9 +27,8 @@ from torch import nn
 
 from export.contracts import NetworkContract, TensorSpec
 from export.stems.checkpoint import SeparationModel
+from model_repository.facts.stems import NETWORK_FOR_SOURCES
 
-# One network per source count; a 4-source and a 6-source checkpoint can be served side by side.
-NETWORK_FOR_SOURCES = {4: "stems", 6: "stems_6s"}
 MAX_BATCH = 8
 _OVERRIDE_LOCK = threading.RLock()
 

@@ -6,5 +6,6 @@ other:
 
 - :mod:`model_repository.facts.families` — the model families, their task types, limits and defaults;
 - :mod:`model_repository.facts.manifest` — the sampler manifest (``pipeline.json``), one typed class with
-  ``write`` and ``read``.
+  ``write`` and ``read``;
+- :mod:`model_repository.facts.stems` — the stem sets, the separator's limits and the stems model names.
 """

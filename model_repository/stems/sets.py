@@ -8,13 +8,13 @@ sources, applied per segment before the overlap-add (both are linear, so the ord
 
 from __future__ import annotations
 
-SERVICE_RATE = 48_000
-MAX_SECONDS = 600
-STEM_SETS: dict[int, tuple[str, ...]] = {
-    2: ("vocals", "instrumental"),
-    4: ("drums", "bass", "other", "vocals"),
-    6: ("drums", "bass", "other", "vocals", "guitar", "piano"),
-}
+from model_repository.facts.stems import MAX_SECONDS, SERVICE_RATE, STEM_SETS
+
+__all__ = [
+    "KNOWN_SIGNATURES", "MAX_SECONDS", "REQUIRED_SOURCES", "SERVICE_RATE", "STEM_SETS", "SUPPORTED_SOURCE_COUNTS",
+    "StemsError", "stem_matrix",
+]
+
 SUPPORTED_SOURCE_COUNTS = (4, 6)
 REQUIRED_SOURCES = ("drums", "bass", "other", "vocals")
 # The released checkpoints by signature (demucs_infer/remote/*.yaml), for names in manifests and messages.

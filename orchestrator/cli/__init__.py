@@ -1,8 +1,8 @@
 """The ``tritone`` command line. Each deployable registers its own subcommands; heavy imports happen inside them.
 
-The orchestrator's commands are one module each here: ``song.py`` (create a song through the HTTP API),
-``serve.py`` (tritonserver + the orchestrator), ``models.py`` (Triton's model versions), ``demo.py`` (everything
-from a fresh clone); ``client.py`` is the song API client ``song`` and ``demo`` share.
+The orchestrator's commands are one module each here: ``song.py`` (create a song through the HTTP API), ``stems.py``
+(split a song into stems), ``serve.py`` (tritonserver + the orchestrator), ``models.py`` (Triton's model versions),
+``demo.py`` (everything from a fresh clone); ``client.py`` is the API client ``song``, ``stems`` and ``demo`` share.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ _COMMAND_MODULES = (
     "export.cli",  # tritone export
     "model_repository.launcher.cli",  # tritone triton
     "orchestrator.cli.song",  # tritone song
+    "orchestrator.cli.stems",  # tritone stems
     "orchestrator.cli.serve",  # tritone serve
     "orchestrator.cli.models",  # tritone models
     "orchestrator.cli.demo",  # tritone demo

@@ -129,6 +129,14 @@ class SongClient:
     def status(self, intent_id: str) -> dict[str, Any]:
         return dict(self._request("GET", "/v1/song/status", params={"intent_id": intent_id})["data"])
 
+    def stems(self, path: Path, stems: int) -> dict[str, Any]:
+        """``POST /v1/stems`` with ``path`` uploaded: ``{job_id, status_url, ...}``."""
+        with path.open("rb") as handle:
+            return self._request("POST", "/v1/stems", data={"stems": str(stems)}, files={"file": (path.name, handle)})
+
+    def job(self, job_id: str) -> dict[str, Any]:
+        return self._request("GET", f"/v1/jobs/{job_id}")
+
     # ------------------------------------------------------------------------------------------------ events
     def events(self, intent_id: str, *, read_timeout_s: float = 120.0) -> Iterator[SongEvent]:
         """Server-sent events for a job. Raises :class:`ApiCallError` when the stream cannot be opened."""

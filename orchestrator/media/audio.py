@@ -58,20 +58,23 @@ class AudioDecodeError(ValueError):
     """An uploaded file is empty, not audio, or not decodable by libsndfile."""
 
 
-def encode_audio(audio: np.ndarray, *, sample_rate: int, fmt: AudioFormat, path: Path) -> Path:
+def encode_audio(audio: np.ndarray, *, sample_rate: int, fmt: AudioFormat, path: Path, fit: bool = True) -> Path:
     """Write ``audio`` ([channels, samples] float, normally [2, n] at 48 kHz) as ``fmt`` next to ``path``.
 
     The suffix of ``path`` is replaced by the format's (``.flac``, ``.wav``, ``.mp3``); the file is written to a
     temporary name and renamed, so a reader never sees half a file. Audio louder than the format allows is scaled
-    down as a whole (never hard-clipped); NaN or Inf is an error. Returns the written path.
+    down as a whole (never hard-clipped); NaN or Inf is an error. ``fit=False`` keeps the level as it is (``wav32``
+    only: float holds any level; stems keep theirs so that they still add up). Returns the written path.
     """
     if fmt not in AUDIO_FORMATS:
         raise ValueError(f"audio_format must be one of {', '.join(AUDIO_FORMATS)}; got {fmt!r}")
     if not isinstance(sample_rate, int) or sample_rate <= 0:
         raise ValueError(f"sample_rate must be a positive integer in Hz, got {sample_rate!r}")
+    if not fit and fmt != "wav32":
+        raise ValueError(f"fit=False needs audio_format wav32 (float); {fmt} holds at most full scale")
     wave = _as_channel_first(audio)
-    ceiling = _MP3_CEILING if fmt == "mp3" else _PCM_CEILING
-    wave = _fit_peak(wave, ceiling)
+    if fit:
+        wave = _fit_peak(wave, _MP3_CEILING if fmt == "mp3" else _PCM_CEILING)
 
     suffix = ".mp3" if fmt == "mp3" else _SOUNDFILE_LAYOUT[fmt][2]
     out = Path(path).with_suffix(suffix)

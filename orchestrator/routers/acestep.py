@@ -19,10 +19,10 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 from pydantic import ValidationError
-from starlette.datastructures import UploadFile
 
 from orchestrator import store
 from orchestrator.errors import ApiError, validated, validation_error
+from orchestrator.routers.bodies import read_body
 from orchestrator.routers.deps import Ctx, MaybeUser, User, body_user, fields_body
 from orchestrator.schemas.acestep import (
     JobCancelled,
@@ -76,68 +76,10 @@ def _generate_openapi() -> dict[str, Any]:
     }
 
 
-def _form_value(values: list[Any]) -> Any:
-    if len(values) > 1:
-        return values
-    value = values[0]
-    if isinstance(value, str) and value.strip().startswith("[") and value.strip().endswith("]"):
-        try:
-            return json.loads(value)
-        except ValueError:
-            return value
-    return value
-
-
-async def _read_upload(ctx: Ctx, name: str, upload: UploadFile) -> bytes:
-    limit = ctx.settings.upload_max_bytes
-    data = await upload.read(limit + 1)
-    if len(data) > limit:
-        raise ApiError(413, f"{name}: the upload is larger than the limit of {limit} bytes", field=name)
-    return data
-
-
 async def parse_generate(request: Request, ctx: Ctx) -> tuple[MusicGenerateCreate, dict[str, bytes], dict[str, Any]]:
     """The body (JSON, form or multipart) as the request model, its uploads, and the raw fields (``ai_token``)."""
-    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    uploads: dict[str, bytes] = {}
-    raw: Any
-    if content_type in ("", "application/json") or content_type.endswith("+json"):
-        body = await request.body()
-        if not body.strip():
-            raw = {}
-        else:
-            try:
-                raw = json.loads(body)
-            except ValueError as exc:
-                raise ApiError(422, f"body: not valid JSON ({exc})", field="body") from None
-    elif content_type in ("application/x-www-form-urlencoded", "multipart/form-data"):
-        try:
-            form = await request.form(max_files=4, max_fields=256)
-        except Exception as exc:  # starlette raises on malformed multipart bodies
-            raise ApiError(422, f"body: could not parse the form ({exc})", field="body") from None
-        raw = {}
-        for key in set(form.keys()):
-            values = form.getlist(key)
-            files = [v for v in values if isinstance(v, UploadFile)]
-            if files:
-                if key not in _UPLOAD_FIELDS:
-                    raise ApiError(422, f"{key}: unexpected file field (use src_audio or reference_audio)", field=key)
-                uploads[_UPLOAD_FIELDS[key]] = await _read_upload(ctx, key, files[0])
-                continue
-            texts = [v for v in values if isinstance(v, str) and v != ""]
-            if texts:
-                raw[key] = _form_value(texts)
-    else:
-        raise ApiError(
-            415,
-            f"unsupported Content-Type {content_type!r}: send application/json, application/x-www-form-urlencoded "
-            "or multipart/form-data",
-        )
-    if not isinstance(raw, dict):
-        raise ApiError(422, "body: must be a JSON object", field="body")
-    for key in list(raw):
-        if key in _UPLOAD_FIELDS and isinstance(raw[key], str):
-            raise ApiError(422, f"{key}: must be uploaded as a file (multipart/form-data)", field=key)
+    raw, files = await read_body(request, ctx, upload_fields=_UPLOAD_FIELDS)
+    uploads = {name: upload.data for name, upload in files.items()}
     try:
         return MusicGenerateCreate.model_validate(raw), uploads, raw
     except ValidationError as exc:

@@ -29,6 +29,7 @@ _MEDIA_TYPES = {
     ".flac": "audio/flac", ".wav": "audio/wav", ".mp3": "audio/mpeg", ".png": "image/png", ".ogg": "audio/ogg",
     ".aiff": "audio/aiff",
     ".lrc": "text/plain; charset=utf-8",  # lyric timing beside the audio (align_lyrics)
+    ".zip": "application/zip",  # a stems job's stems in one file
 }
 
 
@@ -78,7 +79,8 @@ async def _serve(ctx: Ctx, job_id: str, name: str, creds: FileCredentials) -> Fi
         job = await store.get_job(session=session, public_id=job_id, owner=owner)
     result = (job.result or {}) if job is not None else {}
     items = result.get("items", [])
-    served = {item.get("file") for item in items} | {item.get("lrc_file") for item in items} | {result.get("cover")}
+    served = {item.get("file") for item in items} | {item.get("lrc_file") for item in items}
+    served |= {result.get("cover"), result.get("zip")}
     served.discard(None)
     if job is None or name not in served:
         raise ApiError(404, f"no such file: {path_key}", field="path")

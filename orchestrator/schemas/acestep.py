@@ -21,6 +21,7 @@ from orchestrator.families import (
 )
 from orchestrator.schemas.common import VOCAL_LANGUAGES, AudioFormat, CallbackUrl, KeyScale, Text, TrackClass
 from orchestrator.schemas.lyrics import ALIGN_LYRICS_DESCRIPTION, ItemLyrics
+from orchestrator.schemas.stems import StemsResultPublic
 
 TaskType = Literal["text2music", "cover", "repaint", "extract", "lego", "complete"]
 TASK_TYPES: tuple[str, ...] = get_args(TaskType)
@@ -274,6 +275,7 @@ class JobResultPublic(BaseModel):
 
 class JobPublic(BaseModel):
     job_id: str
+    kind: str = Field(default="music", description="music, song or stems (a stems job's result is its stems)")
     status: Literal["queued", "running", "succeeded", "failed", "cancelled"]
     stage: str | None = None
     created_at: float
@@ -283,7 +285,7 @@ class JobPublic(BaseModel):
     eta_seconds: float | None = None
     avg_job_seconds: float | None = None
     progress: dict[str, Any] | None = None
-    result: JobResultPublic | None = None
+    result: JobResultPublic | StemsResultPublic | None = None
     error: str | None = None
 
 

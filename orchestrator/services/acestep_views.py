@@ -14,6 +14,7 @@ from orchestrator.db import Job
 from orchestrator.schemas.acestep import JobPublic, JobResultPublic
 from orchestrator.services.auth import AuthService
 from orchestrator.services.queue import QueueInfo
+from orchestrator.services.stems_views import stems_result
 from orchestrator.services.views import audio_url, item_timing
 
 # Share of a music job's progress each stage stands for (the audio stage's DiT steps fill most of the bar).
@@ -94,6 +95,7 @@ async def job_public(job: Job, *, queue_info: QueueInfo, auth: AuthService) -> J
     position = await queue_info.position(job.public_id) if job.status == "queued" else 0
     return JobPublic(
         job_id=job.public_id,
+        kind=job.kind,
         status=job.status,  # type: ignore[arg-type]
         stage=job.stage,
         created_at=job.created_at,
@@ -101,9 +103,9 @@ async def job_public(job: Job, *, queue_info: QueueInfo, auth: AuthService) -> J
         finished_at=job.finished_at,
         queue_position=position,
         eta_seconds=await queue_info.eta(job, position),
-        avg_job_seconds=round(await queue_info.job_seconds("music"), 3),
+        avg_job_seconds=round(await queue_info.job_seconds(job.kind), 3),
         progress=job.progress,
-        result=job_result(job, auth),
+        result=stems_result(job, auth) if job.kind == "stems" else job_result(job, auth),
         error=job.error,
     )
 

@@ -32,7 +32,11 @@ from orchestrator.settings import Settings
 logger = logging.getLogger(__name__)
 
 # Stages each kind of job runs (for eta): a song always writes lyrics, an ACE-Step job rarely does.
-_KIND_STAGES = {"song": ("lyrics", "metadata", "audio", "post"), "music": ("metadata", "audio", "post")}
+_KIND_STAGES = {
+    "song": ("lyrics", "metadata", "audio", "post"),
+    "music": ("metadata", "audio", "post"),
+    "stems": ("separate", "post"),
+}
 _POSITIONS_TTL_S = 0.5
 _MIN_REFRESH_S = 0.25
 _MEANS_TTL_S = 5.0

@@ -1,7 +1,8 @@
 """The gateway to Triton: a list of servers, health checks, failover, and streaming calls to the decoupled models.
 
-Every Tritone model (``lyricist``, ``lm``, ``sampler``) takes one ``request`` string tensor holding a JSON object and
-streams ``event`` string tensors, one JSON object per response; the sampler's final response also carries ``audio``.
+Every Tritone model (``lyricist``, ``lm``, ``sampler``, ``separator``) takes one ``request`` string tensor holding a
+JSON object and streams ``event`` string tensors, one JSON object per response; the sampler's final response also
+carries ``audio``, and so does each of the separator's ``stem`` responses (tensors come with any event).
 :meth:`TritonGateway.stream` yields those events as :class:`ModelEvent`.
 
 Failover: a stream that breaks at the transport level (server killed, connection refused, model unloaded) is retried
@@ -320,10 +321,9 @@ class TritonGateway:
                     text = item.decode() if isinstance(item, bytes) else str(item)
                     data = json.loads(text)
                     out: dict[str, np.ndarray] = {}
-                    if data.get("type") in TERMINAL_EVENT_TYPES:
-                        for output in result.get_response().outputs:
-                            if output.name != "event":
-                                out[output.name] = result.as_numpy(output.name)
+                    for output in result.get_response().outputs:  # the final audio; the separator's stem by stem
+                        if output.name != "event":
+                            out[output.name] = result.as_numpy(output.name)
                     yield ModelEvent(data, out, server.url)
         except grpc.aio.AioRpcError as exc:
             raise _TransportError(f"{exc.code().name}: {exc.details()}") from None

@@ -62,7 +62,7 @@ class StageRunnerDouble:
     async def models(self) -> list[dict[str, Any]]:
         return [
             {"name": m, "version": "1", "state": "READY", "reason": "", "server": self.name}
-            for m in ("lyricist", "lm", "sampler")
+            for m in ("lyricist", "lm", "sampler", "separator", "stems")  # stems: the index POST /v1/stems reads
         ]
 
     def _log(self, model: str, request: Mapping[str, Any]) -> None:

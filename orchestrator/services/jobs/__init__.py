@@ -8,6 +8,7 @@ Stages (``jobs.stage``), each checkpointed in ``jobs.state`` so a re-run after a
   calls, fail/succeed;
 - ``song.py``     — the song API's pipeline (lyricist → lm → sampler → post);
 - ``music.py``    — the ACE-Step API's pipeline (optional inspire → lm metadata/thinking → sampler → post);
+- ``stems.py``    — the stems job (separator → zip) and its submission (an upload or a finished item);
 - ``stages.py``   — the stages both share (the lm's metadata, the sampler's audio);
 - ``post.py``     — encoding, cover art, the result;
 - ``requests.py`` — per family: what it can serve, its defaults, its typed sampler request.
@@ -27,6 +28,7 @@ from orchestrator.services.jobs.music import MusicPipeline
 from orchestrator.services.jobs.post import Post
 from orchestrator.services.jobs.song import SongPipeline, caption_with_tracks, structure_only
 from orchestrator.services.jobs.stages import SharedStages
+from orchestrator.services.jobs.stems import StemsPipeline, StemsSource, submit_stems
 from orchestrator.services.jobs.submit import Submitter, pick_seeds
 from orchestrator.services.queue import QueueInfo
 from orchestrator.services.triton import StageGateway
@@ -45,11 +47,12 @@ __all__ = [
 ]
 
 # One pipeline per job kind (``jobs.kind``).
-PIPELINES = (SongPipeline, MusicPipeline)
+PIPELINES = (SongPipeline, MusicPipeline, StemsPipeline)
 
 
 class JobService(Submitter):
-    """What the routers and the worker pool use: ``submit_song``, ``submit_music``, ``cancel`` and ``run``."""
+    """What the routers and the worker pool use: ``submit_song``, ``submit_music``, ``submit_stems``, ``cancel`` and
+    ``run``."""
 
     def __init__(
         self,
@@ -68,6 +71,14 @@ class JobService(Submitter):
         self._engine = StageEngine(deps)
         stages, post = SharedStages(self._engine), Post(self._engine)
         self._pipelines = {kind.kind: kind(self._engine, stages, post) for kind in PIPELINES}
+
+    async def submit_stems(
+        self, *, owner: str, source: StemsSource, stems: int, method: str = "demucs", callback_url: str | None = None
+    ) -> Job:
+        """A stems job (``stems.py``): ``source`` an upload or a finished item of ``owner``'s."""
+        return await submit_stems(
+            self, owner=owner, source=source, stems=stems, method=method, callback_url=callback_url
+        )
 
     async def run(self, job: Job, worker_id: str) -> None:
         """Run (or resume) ``job`` to a terminal state. Cancellation propagates (the pool decides what it means)."""

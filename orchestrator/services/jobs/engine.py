@@ -41,6 +41,7 @@ from orchestrator.settings import Settings
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
+PROGRESS_FLUSH_S = 0.2  # a stage's progress reaches the database (and the SSE stream) at most this often
 
 # Uploaded source/reference audio, decoded at submission, beside the job's other files.
 UPLOAD_NAMES = {"src_audio": "src_audio.npy", "reference_audio": "reference_audio.npy"}
@@ -204,6 +205,7 @@ class StageEngine:
             "metadata": self.settings.metadata_timeout_s,
             "audio": self.settings.audio_timeout_s,
             "post": self.settings.post_timeout_s,
+            "separate": self.settings.separate_timeout_s,
         }.get(stage or "", 600.0)
 
     async def _db(self, run: Run, op: Callable[[AsyncSession], Awaitable[T]]) -> T:
@@ -280,6 +282,16 @@ class StageEngine:
     async def event(self, run: Run, kind: str, data: dict[str, Any]) -> None:
         await self._db(run, lambda session: store.add_event(session=session, job_id=run.job.id, kind=kind, data=data))
         self._bus.notify(run.job.id)
+
+    def progress_writer(self, run: Run, interval: float = PROGRESS_FLUSH_S) -> Throttle:
+        """A stage's ``{stage, step, total}`` progress, written to the job and its event stream at most every
+        ``interval`` seconds (the newest value always lands; ``flush`` at the end, ``close`` in a ``finally``)."""
+
+        async def write(progress: dict[str, Any]) -> None:
+            await self.update(run, progress=progress)
+            await self.event(run, "progress", progress)
+
+        return Throttle(interval, write)
 
     async def checkpoint(self, run: Run, **values: Any) -> None:
         await self.update(run, state=dict(run.state), **values)

@@ -72,6 +72,23 @@ def tagged(tags: Mapping[str, Any]) -> Iterator[None]:
         _TAGS.reset(token)
 
 
+async def decode_source(name: str, data: bytes, *, max_seconds: float) -> np.ndarray:
+    """An upload (or a result read back) as 48 kHz stereo float32 ``[2, samples]``: its header checked before the
+    decode, its decoded length after; a 422 naming ``name`` (and what the file declared) otherwise."""
+    try:
+        check_header(data, max_seconds=max_seconds)
+    except AudioHeaderError as exc:
+        raise ApiError(422, f"{name}: {exc.field}: {exc.message}", field=name) from None
+    try:
+        wave = await asyncio.to_thread(decode_audio, data, target_rate=SAMPLE_RATE)
+    except AudioDecodeError as exc:
+        raise ApiError(422, f"{name}: could not decode the audio: {exc}", field=name) from None
+    seconds = wave.shape[-1] / SAMPLE_RATE
+    if seconds > max_seconds:
+        raise ApiError(422, f"{name}: audio is {seconds:.0f} s long; at most {max_seconds:g} s is accepted", field=name)
+    return wave
+
+
 def pick_seeds(batch_size: int, seed: int | None) -> list[int]:
     """Item i gets ``seed + i``; without a seed, independent random seeds (recorded, so a resumed job is identical)."""
     if seed is None or seed < 0:
@@ -89,6 +106,7 @@ class Submitter:
         self._gateway = deps.gateway
         self._submit_lock = asyncio.Lock()
         self.on_submitted: Callable[[], None] = lambda: None
+        self.deps = deps
         self.limits = RateLimits(deps.settings)
         self.quota = StorageQuota(deps.settings, deps.sessions)
 
@@ -128,6 +146,14 @@ class Submitter:
         if callback_url and not self._webhooks.quiet(params):
             self._webhooks.send(job_id=job.public_id, url=callback_url, event="status", payload={"status": "queued"})
         return job
+
+    async def insert(
+        self, *, kind: str, owner: str, params: dict[str, Any], callback_url: str | None, public_id: str | None = None
+    ) -> Job:
+        """A queued job of ``kind`` (for the submission functions of pipelines in their own modules, ``stems.py``)."""
+        return await self._insert(
+            kind=kind, owner=owner, params=params, callback_url=callback_url, public_id=public_id
+        )
 
     async def submit_song(self, *, owner: str, body: SongCreate) -> Job:
         if body.vocal_mode != "instrumental_quick" and not self._settings.enable_lyricist:
@@ -177,21 +203,7 @@ class Submitter:
                 "or src_audio_path",
                 field="src_audio",
             )
-        decoded: dict[str, np.ndarray] = {}
-        for name, data in sources.items():
-            try:
-                check_header(data, max_seconds=MAX_DURATION_S)
-            except AudioHeaderError as exc:
-                raise ApiError(422, f"{name}: {exc.field}: {exc.message}", field=name) from None
-            try:
-                decoded[name] = await asyncio.to_thread(decode_audio, data, target_rate=SAMPLE_RATE)
-            except AudioDecodeError as exc:
-                raise ApiError(422, f"{name}: could not decode the audio: {exc}", field=name) from None
-            seconds = decoded[name].shape[-1] / SAMPLE_RATE
-            if seconds > MAX_DURATION_S:
-                raise ApiError(
-                    422, f"{name}: audio is {seconds:.0f} s long; at most {MAX_DURATION_S:g} s is accepted", field=name
-                )
+        decoded = {name: await decode_source(name, data, max_seconds=MAX_DURATION_S) for name, data in sources.items()}
         batch = body.batch_size or self._settings.default_batch_size
         params = body.model_dump(mode="json")
         params["batch_size"] = batch

@@ -240,6 +240,7 @@ function collectRequest() {
     seed: number("seed"),
     model: text("model"),
     expand_theme: $("expand_theme").checked,
+    align_lyrics: $("align_lyrics").checked,  // asked for explicitly: the karaoke view needs the timing
   };
   const tracks = [...document.querySelectorAll("input[name=track_classes]:checked")].map((i) => i.value);
   if (tracks.length) body.track_classes = tracks;
@@ -324,7 +325,11 @@ function renderItems(data) {
     link.textContent = `⬇ ${filename}`;
     const meta = el("span", { class: "muted", text: `${formatDuration(item.duration)} · 48 kHz · seed ${item.seed}` });
     const reuse = el("button", { type: "button", class: "link reuse-seed", "data-seed": String(item.seed), text: "↻ 用此种子 reuse seed" });
-    list.append(el("li", { class: "item" }, el("div", { class: "item-head" }, `♪ #${item.index + 1} `, meta), audio, link, reuse));
+    const row = el("li", { class: "item" }, el("div", { class: "item-head" }, `♪ #${item.index + 1} `, meta), audio);
+    const karaoke = karaokeView(audio, item, data.lyrics);  // karaoke.js; null when the item has no lyric timing
+    if (karaoke) row.append(karaoke);
+    row.append(link, reuse);
+    list.append(row);
   }
 }
 

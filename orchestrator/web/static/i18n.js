@@ -44,6 +44,18 @@ function bilingual(zh, en, tag = "span") {
   return node;
 }
 
+// Strings that scripts add to the page (zh, en), shown through bilingual() like the page's own text.
+const I18N_TEXT = {
+  karaoke_title: ["逐字歌词", "Karaoke"],
+  karaoke_score: ["对齐分", "alignment"],
+  karaoke_hint: ["点击一行跳到该处", "click a line to jump there"],
+};
+
+function i18nText(key, tag = "span") {
+  const [zh, en] = I18N_TEXT[key] || [key, key];
+  return bilingual(zh, en, tag);
+}
+
 document.addEventListener("DOMContentLoaded", () => {
   wrapChinese();
   setLanguage(localStorage.getItem(LANG_KEY) || "both");

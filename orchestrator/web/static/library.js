@@ -51,9 +51,12 @@ async function followEdit(jobId, box) {
     box.dataset.status = job.status;
     box.textContent = `${job.status}${job.progress && job.progress.total ? ` ${job.progress.step}/${job.progress.total}` : ""}`;
     if (job.status === "succeeded") {
-      for (const path of job.result.audio_paths) {
-        box.append(el("audio", { controls: "", preload: "none", src: withToken(path), class: "player" }));
-      }
+      job.result.audio_paths.forEach((path, i) => {
+        const audio = el("audio", { controls: "", preload: "none", src: withToken(path), class: "player" });
+        box.append(audio);
+        const karaoke = karaokeView(audio, (job.result.alignment || [])[i], job.result.metas?.lyrics, { hidden: true });
+        if (karaoke) box.append(karaoke);
+      });
       return;
     }
     if (["failed", "cancelled"].includes(job.status)) { box.textContent = `${job.status}: ${job.error || ""}`; return; }
@@ -72,6 +75,7 @@ async function startEdit(song, task, start, end, box) {
     inference_steps: request.inference_steps,
   };
   if (request.model) body.model = request.model;
+  if (song.items[0].lrc) body.align_lyrics = true;  // the source was timed (so its model can time): time the edit
   if (task === "repaint") Object.assign(body, { repainting_start: Number(start), repainting_end: Number(end) });
   box.textContent = "…";
   const response = await fetch("/v1/music/generate", {
@@ -117,9 +121,11 @@ function songEntry(song) {
     const row = el("div", { class: "library-track" });
     const reuse = el("button", { type: "button", class: "link reuse-seed", "data-seed": String(item.seed),
       text: `↻ seed ${item.seed}` });
-    row.append(el("audio", { controls: "", preload: "none", src, class: "player" }),
-      el("a", { href: src, download: name, class: "download", text: `⬇ ${name}` }), reuse);
+    const audio = el("audio", { controls: "", preload: "none", src, class: "player" });
+    row.append(audio, el("a", { href: src, download: name, class: "download", text: `⬇ ${name}` }), reuse);
     body.append(row);
+    const karaoke = karaokeView(audio, item, song.lyrics, { hidden: true });  // shown once the player plays
+    if (karaoke) body.append(karaoke);
   }
   if (song.lyrics) {
     const details = el("details", { class: "library-lyrics" });

@@ -1,4 +1,5 @@
-"""Fixtures of the page tests: one headless Chromium per module."""
+"""Fixtures of the page tests: one headless Chromium per module; the real orchestrator (``tritone serve`` in a child
+process, one web user) on the session's tritonserver for the tests that make songs."""
 
 from __future__ import annotations
 
@@ -7,7 +8,8 @@ from typing import Any
 
 import pytest
 
-from tests.orchestrator.web.browser import CHROMIUM, CHROMIUM_ARGS
+from tests.orchestrator.support import served_orchestrator
+from tests.orchestrator.web.browser import CHROMIUM, CHROMIUM_ARGS, PASSWORD, USER, browser_missing
 
 
 @pytest.fixture(scope="module")
@@ -20,3 +22,12 @@ def browser() -> Iterator[Any]:
             yield chromium
         finally:
             chromium.close()
+
+
+@pytest.fixture(scope="module")
+def site(triton: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The orchestrator on a free port, talking to the session's tritonserver, with the user ``USER``."""
+    if browser_missing():
+        pytest.skip(str(browser_missing()))
+    with served_orchestrator(triton.grpc_url, tmp_path_factory.mktemp("web-orchestrator"), USER, PASSWORD) as base:
+        yield base

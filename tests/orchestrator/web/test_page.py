@@ -8,41 +8,16 @@ finished page goes to ``out/web/``.
 
 from __future__ import annotations
 
-import time
-from collections.abc import Iterator
 from typing import Any
 from urllib.parse import urljoin
 
 import pytest
 
-from tests.orchestrator.support import served_orchestrator
-from tests.orchestrator.web.browser import ROOT, browser_missing, needs_browser
+from tests.orchestrator.web.browser import PASSWORD, ROOT, USER, needs_browser, wait_js
 
 pytestmark = pytest.mark.triton
 
-USER, PASSWORD = "webtester", "web-pw-123"
 STEPS = 60  # long enough for the event stream to show steps between 0 and 100 on a busy machine
-
-
-
-
-def wait_js(page: Any, expression: str, timeout: float = 30_000) -> None:
-    """Poll a JavaScript expression until it is truthy. (``page.wait_for_function`` evaluates its string with
-    ``eval``, which the page's Content-Security-Policy forbids; ``page.evaluate`` is not subject to it.)"""
-    deadline = time.monotonic() + timeout / 1000
-    while not page.evaluate(expression):
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout / 1000:.0f} s waiting for {expression}")
-        page.wait_for_timeout(100)
-
-
-@pytest.fixture(scope="module")
-def site(triton: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """The orchestrator on a free port, talking to the session's tritonserver, with one web user."""
-    if browser_missing():
-        pytest.skip(str(browser_missing()))
-    with served_orchestrator(triton.grpc_url, tmp_path_factory.mktemp("web-orchestrator"), USER, PASSWORD) as base:
-        yield base
 
 
 # Records every value the progress bar and the lyrics box take, so "it moved" can be checked afterwards.

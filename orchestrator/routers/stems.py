@@ -1,0 +1,77 @@
+"""``POST /v1/stems``: split a song into stems — an uploaded ``file`` (multipart, with the fields as form fields) or
+``job_id`` + ``item`` (JSON or form), one of your own finished results. The job is followed like every job:
+``GET /v1/jobs/{job_id}`` (its ``result`` lists the stems and the zip), ``GET /v1/jobs/{job_id}/events``,
+``POST /v1/jobs/{job_id}/cancel``, webhooks to ``callback_url``."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from fastapi import APIRouter, Request
+from pydantic import ValidationError
+
+from orchestrator.errors import ApiError, validation_error
+from orchestrator.routers.bodies import read_body
+from orchestrator.routers.deps import Ctx, User
+from orchestrator.schemas.common import ErrorEnvelope
+from orchestrator.schemas.stems import StemsCreate, StemsCreated
+from orchestrator.services.jobs.stems import ItemSource, StemsSource, UploadSource
+
+router = APIRouter(tags=["stems"])
+
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    code: {"model": ErrorEnvelope, "description": text}
+    for code, text in (
+        (401, "not authenticated"),
+        (404, "job_id: no such job of yours"),
+        (413, "upload too large"),
+        (415, "unsupported content type"),
+        (422, "a field is invalid (the error names it): stems, file, job_id, item, ..."),
+        (429, "job queue full (see Retry-After)"),
+        (503, "no separator is served"),
+    )
+}
+
+
+def _openapi() -> dict[str, Any]:
+    schema = StemsCreate.model_json_schema(mode="validation")
+    multipart = json.loads(json.dumps(schema))
+    multipart.setdefault("properties", {})["file"] = {
+        "type": "string", "format": "binary", "description": "the song (WAV, FLAC, OGG, MP3, AIFF; at most 600 s)"
+    }
+    return {
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": schema}, "multipart/form-data": {"schema": multipart}},
+        }
+    }
+
+
+@router.post("/v1/stems", response_model=StemsCreated, status_code=202, responses=_ERRORS, openapi_extra=_openapi())
+async def create_stems(request: Request, ctx: Ctx, user: User) -> StemsCreated:
+    raw, uploads = await read_body(request, ctx, upload_fields={"file": "file"}, max_files=1)
+    try:
+        body = StemsCreate.model_validate(raw)
+    except ValidationError as exc:
+        raise validation_error(exc.errors(), StemsCreate) from None
+    upload = uploads.get("file")
+    if upload is not None and body.job_id is not None:
+        raise ApiError(422, "file: send a file or a job_id (+ item), not both", field="file")
+    source: StemsSource
+    if upload is not None:
+        source = UploadSource(upload.data, upload.filename)
+    elif body.job_id is not None:
+        source = ItemSource(body.job_id, body.item)
+    else:
+        raise ApiError(422, "file: upload the song as 'file' (multipart), or name job_id (+ item)", field="file")
+    job = await ctx.jobs.submit_stems(
+        owner=user, source=source, stems=body.stems, method=body.method, callback_url=body.callback_url
+    )
+    return StemsCreated(
+        job_id=job.public_id,
+        queue_position=await ctx.queue_info.position(job.public_id),
+        stems=body.stems,
+        status_url=f"/v1/jobs/{job.public_id}",
+        events_url=f"/v1/jobs/{job.public_id}/events",
+    )

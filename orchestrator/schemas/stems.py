@@ -1,0 +1,89 @@
+"""The stems API: ``POST /v1/stems`` (an uploaded file, or a finished item of the caller's own) and the stems result
+as ``GET /v1/jobs/{job_id}`` shows it (one file per stem, and a zip of them all)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+
+from orchestrator.families import MAX_BATCH
+from orchestrator.schemas.common import CallbackUrl, Text
+
+
+def _int_text(value: Any) -> Any:
+    """A form field's "4" is the number 4 (multipart bodies carry text only)."""
+    if isinstance(value, str) and value.strip().isdigit():
+        return int(value.strip())
+    return value
+
+
+StemSet = Annotated[Literal[2, 4, 6], BeforeValidator(_int_text)]
+# How the stems are made. "demucs": HT-Demucs on the served ``separator``; more methods join this list.
+StemsMethod = Literal["demucs"]
+
+
+class StemsCreate(BaseModel):
+    """The source is an uploaded ``file`` (multipart) or ``job_id`` + ``item``: one of your own finished results."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    stems: StemSet = Field(
+        default=4,
+        description="2: vocals + instrumental; 4: drums, bass, other, vocals; 6: adds guitar and piano (only where a "
+        "6-source model is served)",
+    )
+    method: StemsMethod = Field(default="demucs", description="how the stems are made")
+    job_id: Text | None = Field(
+        default=None, min_length=36, max_length=36, description="a finished job of yours whose item to separate"
+    )
+    item: Annotated[int, BeforeValidator(_int_text)] = Field(
+        default=0, ge=0, le=MAX_BATCH - 1, description="the index of that job's item"
+    )
+    callback_url: CallbackUrl = Field(default=None, description="webhook for status changes (http/https)")
+
+    @model_validator(mode="after")
+    def _item_needs_a_job(self) -> StemsCreate:
+        if "item" in self.model_fields_set and self.job_id is None:
+            raise ValueError("item: names an item of job_id; set job_id too (or upload a file)")
+        return self
+
+
+class StemsCreated(BaseModel):
+    job_id: str
+    status: Literal["queued"] = "queued"
+    queue_position: int
+    stems: int
+    status_url: str = Field(description="GET: the job, with the stems once it has succeeded")
+    events_url: str = Field(description="server-sent events: progress, then done or failed")
+
+
+class StemFile(BaseModel):
+    name: str = Field(description="vocals, instrumental, drums, bass, other, guitar, piano")
+    file: str
+    url: str = Field(description="a signed link to the 48 kHz 32-bit float WAV")
+    format: Literal["wav32"] = "wav32"
+    sample_rate: int
+    duration: float
+    clip_id: str | None = Field(default=None, description="the stem as a clip of yours (parent: the source)")
+
+
+class StemsSource(BaseModel):
+    kind: Literal["upload", "item"]
+    filename: str | None = None
+    job_id: str | None = None
+    item: int | None = None
+    clip_id: str | None = None
+
+
+class StemsResultPublic(BaseModel):
+    kind: Literal["stems"] = "stems"
+    stems: int
+    method: str
+    items: list[StemFile]
+    zip_url: str = Field(description="every stem in one zip (vocals.wav, drums.wav, ...)")
+    zip_file: str
+    sample_rate: int
+    duration: float
+    checkpoint: str | None = None
+    source: StemsSource
