@@ -85,15 +85,26 @@ async def wait_song(
     return await wait_for(probe, timeout=timeout, what=f"song {intent_id} in {statuses}")
 
 
+async def create_song(client: httpx.AsyncClient, headers: dict[str, str], theme: str, **fields: Any) -> str:
+    """``POST /v1/song/create``: a 10 s one-step song without a cover unless ``fields`` say otherwise; its intent id."""
+    body = {"theme": theme, "duration": 10, "inference_steps": 1, "generate_cover": False} | fields
+    r = await client.post("/v1/song/create", json=body, headers=headers)
+    assert r.status_code == 200, r.text
+    intent: str = r.json()["data"]["intent_id"]
+    return intent
+
+
+async def post_cover(
+    client: httpx.AsyncClient, headers: dict[str, str], audio: bytes, filename: str = "a.wav"
+) -> httpx.Response:
+    """``POST /v1/music/generate``: a cover of ``audio`` uploaded as ``src_audio`` (the answer as it comes)."""
+    form, files = {"prompt": "x", "task_type": "cover"}, {"src_audio": (filename, audio, "audio/wav")}
+    return await client.post("/v1/music/generate", data=form, files=files, headers=headers)
+
+
 async def hooked_song(client: httpx.AsyncClient, headers: dict[str, str], callback_url: str) -> str:
     """A one-step song with a webhook, followed until it succeeds; returns its intent id."""
-    r = await client.post(
-        "/v1/song/create",
-        headers=headers,
-        json={"theme": "hooks", "duration": 10, "inference_steps": 1, "callback_url": callback_url,
-              "generate_cover": False},
-    )
-    intent: str = r.json()["data"]["intent_id"]
+    intent = await create_song(client, headers, "hooks", callback_url=callback_url)
     await wait_song(client, headers, intent, ("succeeded",))
     return intent
 

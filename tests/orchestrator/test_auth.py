@@ -8,7 +8,7 @@ import jwt
 
 from orchestrator.services.auth import hash_password, verify_password
 from tests.orchestrator.doubles import StageRunnerDouble
-from tests.orchestrator.support import login, make_settings, running_app, wait_song
+from tests.orchestrator.support import create_song, login, make_settings, running_app, wait_song
 
 
 def test_password_hashes() -> None:
@@ -70,13 +70,7 @@ async def test_users_see_only_their_jobs_and_files(tmp_path) -> None:
     settings = make_settings(tmp_path, signed_url_ttl_s=2)
     async with running_app(settings, StageRunnerDouble()) as (_, client):
         alice, bob = await login(client, "alice"), await login(client, "bob")
-        intent = (
-            await client.post(
-                "/v1/song/create",
-                json={"theme": "mine", "duration": 10, "inference_steps": 1, "generate_cover": False},
-                headers=alice,
-            )
-        ).json()["data"]["intent_id"]
+        intent = await create_song(client, alice, "mine")
         done = await wait_song(client, alice, intent, ("succeeded",))
         # bob cannot see alice's song, its events, or cancel it
         for r in (

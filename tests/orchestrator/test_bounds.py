@@ -17,7 +17,7 @@ from orchestrator.app import create_app
 from orchestrator.bodylimit import json_depth
 from orchestrator.services.jobs import submit as submit_module
 from tests.orchestrator.doubles import StageRunnerDouble
-from tests.orchestrator.support import login, make_settings, running_app
+from tests.orchestrator.support import login, make_settings, post_cover, running_app
 
 CHUNK = 64 * 1024
 
@@ -170,12 +170,7 @@ async def test_hostile_audio_headers_refused_before_decoding(tmp_path, no_decode
     async with running_app(settings, StageRunnerDouble()) as (_, client):
         headers = await login(client)
         for data, field in cases:
-            r = await client.post(
-                "/v1/music/generate",
-                data={"prompt": "x", "task_type": "cover"},
-                files={"src_audio": ("bomb.wav", data, "audio/wav")},
-                headers=headers,
-            )
+            r = await post_cover(client, headers, data, "bomb.wav")
             assert 400 <= r.status_code < 500, (field, r.status_code, r.text)
             error = r.json()["error"]
             assert error["field"] == "src_audio" and field in error["message"], error
@@ -187,12 +182,7 @@ async def test_a_normal_upload_still_decodes(tmp_path) -> None:
     sf.write(buffer, np.zeros((44100, 1), dtype=np.float32), 44100, format="WAV", subtype="PCM_16")
     async with running_app(make_settings(tmp_path, triton_concurrency=0), StageRunnerDouble()) as (_, client):
         headers = await login(client)
-        r = await client.post(
-            "/v1/music/generate",
-            data={"prompt": "x", "task_type": "cover"},
-            files={"src_audio": ("ok.wav", buffer.getvalue(), "audio/wav")},
-            headers=headers,
-        )
+        r = await post_cover(client, headers, buffer.getvalue(), "ok.wav")
         assert r.status_code == 200, r.text
 
 

@@ -16,7 +16,16 @@ import pytest
 from orchestrator import store
 from orchestrator.db import make_engine, make_sessionmaker
 from tests.orchestrator.doubles import StageRunnerDouble
-from tests.orchestrator.support import USERS, login, make_settings, running_app, song_status, wait_for, wait_song
+from tests.orchestrator.support import (
+    USERS,
+    create_song,
+    login,
+    make_settings,
+    running_app,
+    song_status,
+    wait_for,
+    wait_song,
+)
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -26,22 +35,10 @@ async def test_graceful_restart_resumes_and_keeps_finished_jobs(tmp_path, db_url
     first = StageRunnerDouble()
     async with running_app(settings, first) as (_, client):
         headers = await login(client)
-        finished = (
-            await client.post(
-                "/v1/song/create",
-                json={"theme": "kept", "duration": 10, "inference_steps": 1, "generate_cover": False},
-                headers=headers,
-            )
-        ).json()["data"]["intent_id"]
+        finished = await create_song(client, headers, "kept")
         done_before = await wait_song(client, headers, finished, ("succeeded",))
         first.gate("sampler")
-        interrupted = (
-            await client.post(
-                "/v1/song/create",
-                json={"theme": "resumed", "duration": 10, "inference_steps": 4, "generate_cover": False},
-                headers=headers,
-            )
-        ).json()["data"]["intent_id"]
+        interrupted = await create_song(client, headers, "resumed", inference_steps=4)
         await asyncio.wait_for(first.entered["sampler"].wait(), 10)
         mid = await song_status(client, headers, interrupted)
         assert mid["status"] == "audio_pending" and mid["lyrics"]
@@ -116,13 +113,7 @@ async def test_crashed_worker_job_is_taken_over_after_lease(tmp_path, db_url) ->
         settings = make_settings(tmp_path / "data", db_url, triton_concurrency=0)  # API only, for now
         async with running_app(settings, StageRunnerDouble()) as (_, client):
             headers = await login(client)
-            intent = (
-                await client.post(
-                    "/v1/song/create",
-                    json={"theme": "crash", "duration": 10, "inference_steps": 40, "generate_cover": False},
-                    headers=headers,
-                )
-            ).json()["data"]["intent_id"]
+            intent = await create_song(client, headers, "crash", inference_steps=40)
 
             async def in_audio():
                 data = await song_status(client, headers, intent)
@@ -167,18 +158,8 @@ async def test_two_processes_never_run_the_same_job(tmp_path, pg_url) -> None:
             headers = await login(client)
             intents = []
             for i in range(16):
-                r = await client.post(
-                    "/v1/song/create",
-                    headers=headers,
-                    json={
-                        "theme": f"job-{i:02d}",
-                        "duration": 10,
-                        "inference_steps": 3,
-                        "generate_cover": False,
-                        "audio_format": "wav",
-                    },
-                )
-                intents.append(r.json()["data"]["intent_id"])
+                intent = await create_song(client, headers, f"job-{i:02d}", inference_steps=3, audio_format="wav")
+                intents.append(intent)
 
             async def all_done():
                 states = [(await song_status(client, headers, i))["status"] for i in intents]

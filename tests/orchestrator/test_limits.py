@@ -16,7 +16,7 @@ from orchestrator.services import storage as storage_module
 from orchestrator.services.auth import AuthService, hash_password
 from orchestrator.services.jobs import submit as submit_module
 from tests.orchestrator.doubles import StageRunnerDouble
-from tests.orchestrator.support import login, make_settings, running_app
+from tests.orchestrator.support import login, make_settings, post_cover, running_app
 
 SONG = {"theme": "x", "duration": 10, "inference_steps": 1, "generate_cover": False}
 
@@ -112,12 +112,7 @@ async def test_uploads_are_not_decoded_when_the_answer_is_429(tmp_path, monkeypa
         alice = await login(client)
 
         async def upload() -> Any:
-            return await client.post(
-                "/v1/music/generate",
-                data={"prompt": "x", "task_type": "cover"},
-                files={"src_audio": ("a.wav", buffer.getvalue(), "audio/wav")},
-                headers=alice,
-            )
+            return await post_cover(client, alice, buffer.getvalue())
 
         assert (await upload()).status_code == 200 and len(decoded) == 1
         r = await upload()

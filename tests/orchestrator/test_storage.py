@@ -19,7 +19,7 @@ from orchestrator.media import audio as audio_module
 from orchestrator.services import storage as storage_module
 from orchestrator.services.storage import RetentionSweeper, load_upload
 from tests.orchestrator.doubles import StageRunnerDouble
-from tests.orchestrator.support import login, make_settings, running_app, wait_song
+from tests.orchestrator.support import login, make_settings, post_cover, running_app, wait_song
 
 SONG = {"theme": "disk", "duration": 10, "inference_steps": 1, "generate_cover": False}
 
@@ -43,12 +43,7 @@ async def test_uploads_are_stored_compressed(tmp_path) -> None:
     sf.write(buffer, wave, rate, format="WAV", subtype="PCM_16")
     async with running_app(settings, StageRunnerDouble()) as (_, client):
         headers = await login(client)
-        r = await client.post(
-            "/v1/music/generate",
-            data={"prompt": "x", "task_type": "cover"},
-            files={"src_audio": ("a.wav", buffer.getvalue(), "audio/wav")},
-            headers=headers,
-        )
+        r = await post_cover(client, headers, buffer.getvalue())
         assert r.status_code == 200, r.text
         directory = settings.data_dir / "jobs" / r.json()["job_id"]
     stored = directory / "src_audio.npz"
