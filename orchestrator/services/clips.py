@@ -45,7 +45,7 @@ from orchestrator.db import Clip
 from orchestrator.errors import ApiError
 from orchestrator.families import MAX_DURATION_S
 from orchestrator.media.audio import SAMPLE_RATE, AudioDecodeError, decode_audio, encode_audio
-from orchestrator.media.probe import AudioHeaderError, check_header
+from orchestrator.media.probe import AudioHeader, AudioHeaderError, check_header
 from orchestrator.services.storage import (
     LATENTS,
     WAVEFORM,
@@ -268,6 +268,29 @@ _UPLOAD_SUFFIX = {"WAV": ".wav", "WAVEX": ".wav", "FLAC": ".flac", "OGG": ".ogg"
                   "AIFF": ".aiff"}
 
 
+async def read_audio(name: str, data: bytes, *, max_seconds: float) -> tuple[AudioHeader, np.ndarray]:
+    """An upload (or a file read back) as its declared header and 48 kHz stereo float32 ``[2, samples]``: the header
+    checked before the decode, the decoded length after; a 422 naming ``name`` (and what the file declared)
+    otherwise."""
+    try:
+        header = check_header(data, max_seconds=max_seconds)
+    except AudioHeaderError as exc:
+        raise ApiError(422, f"{name}: {exc.field}: {exc.message}", field=name) from None
+    try:
+        wave = await asyncio.to_thread(decode_audio, data, target_rate=SAMPLE_RATE)
+    except AudioDecodeError as exc:
+        raise ApiError(422, f"{name}: could not decode the audio: {exc}", field=name) from None
+    seconds = wave.shape[-1] / SAMPLE_RATE
+    if seconds > max_seconds:
+        raise ApiError(422, f"{name}: audio is {seconds:.0f} s long; at most {max_seconds:g} s is accepted", field=name)
+    return header, wave
+
+
+async def decode_source(name: str, data: bytes, *, max_seconds: float) -> np.ndarray:
+    """:func:`read_audio`'s waveform (the submissions' sources)."""
+    return (await read_audio(name, data, max_seconds=max_seconds))[1]
+
+
 async def create_upload_clip(
     settings: Settings,
     sessions: async_sessionmaker,
@@ -285,17 +308,8 @@ async def create_upload_clip(
     audio it cannot take, 429 over the storage quota, 507 when the disk is full."""
     if quota is not None:
         await quota.check(owner)
-    try:
-        header = check_header(data, max_seconds=MAX_DURATION_S)
-    except AudioHeaderError as exc:
-        raise ApiError(422, f"{field}: {exc.field}: {exc.message}", field=field) from None
-    try:
-        wave = await asyncio.to_thread(decode_audio, data, target_rate=SAMPLE_RATE)
-    except AudioDecodeError as exc:
-        raise ApiError(422, f"{field}: could not decode the audio: {exc}", field=field) from None
+    header, wave = await read_audio(field, data, max_seconds=MAX_DURATION_S)
     seconds = wave.shape[-1] / SAMPLE_RATE
-    if seconds > MAX_DURATION_S:
-        raise ApiError(422, f"{field}: audio is {seconds:.0f} s long; at most {MAX_DURATION_S:g} s", field=field)
     clip_id = str(uuid.uuid4())
     folder = clip_dir(settings, clip_id)
     suffix = _UPLOAD_SUFFIX.get(header.format.upper(), ".audio")

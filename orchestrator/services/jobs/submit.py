@@ -25,11 +25,11 @@ from orchestrator import clip_store, store
 from orchestrator.db import Clip, Job
 from orchestrator.errors import ApiError
 from orchestrator.families import DRAWN_SEED_RANGE, MAX_DURATION_S, MAX_SEED, ModelChoice, parse_model
-from orchestrator.media.audio import SAMPLE_RATE, AudioDecodeError, decode_audio
-from orchestrator.media.probe import AudioHeaderError, check_header
+from orchestrator.media.audio import SAMPLE_RATE
 from orchestrator.schemas.acestep import TASKS_NEEDING_SOURCE, MusicGenerateCreate
 from orchestrator.schemas.song import SongCreate
 from orchestrator.services import clips
+from orchestrator.services.clips import decode_source  # stems.py takes it from here too
 from orchestrator.services.jobs.engine import JobDeps, job_dir
 from orchestrator.services.jobs.requests import for_family
 from orchestrator.services.limits import RateLimits
@@ -70,23 +70,6 @@ def tagged(tags: Mapping[str, Any]) -> Iterator[None]:
         yield
     finally:
         _TAGS.reset(token)
-
-
-async def decode_source(name: str, data: bytes, *, max_seconds: float) -> np.ndarray:
-    """An upload (or a result read back) as 48 kHz stereo float32 ``[2, samples]``: its header checked before the
-    decode, its decoded length after; a 422 naming ``name`` (and what the file declared) otherwise."""
-    try:
-        check_header(data, max_seconds=max_seconds)
-    except AudioHeaderError as exc:
-        raise ApiError(422, f"{name}: {exc.field}: {exc.message}", field=name) from None
-    try:
-        wave = await asyncio.to_thread(decode_audio, data, target_rate=SAMPLE_RATE)
-    except AudioDecodeError as exc:
-        raise ApiError(422, f"{name}: could not decode the audio: {exc}", field=name) from None
-    seconds = wave.shape[-1] / SAMPLE_RATE
-    if seconds > max_seconds:
-        raise ApiError(422, f"{name}: audio is {seconds:.0f} s long; at most {max_seconds:g} s is accepted", field=name)
-    return wave
 
 
 def pick_seeds(batch_size: int, seed: int | None) -> list[int]:

@@ -18,30 +18,16 @@ from orchestrator.migrations import run_migrations
 from orchestrator.services import clips
 from orchestrator.services.storage import RetentionSweeper
 from tests.orchestrator.doubles import LATENT_SHAPE, StageRunnerDouble
-from tests.orchestrator.support import login, make_settings, running_app, wait_for
-from tests.orchestrator.test_clips_api import wav_bytes
-
-
-async def _music(client, headers, **fields) -> dict:
-    body = {"caption": "clip me", "inference_steps": 2, "thinking": False, "duration": 10, **fields}
-    r = await client.post("/v1/music/generate", json=body, headers=headers)
-    assert r.status_code == 200, r.text
-    job_id = r.json()["job_id"]
-
-    async def probe():
-        got = (await client.get(f"/v1/jobs/{job_id}", headers=headers)).json()
-        return got if got["status"] in ("succeeded", "failed") else None
-
-    done = await wait_for(probe, what=f"job {job_id}")
-    assert done["status"] == "succeeded", done
-    return done
+from tests.orchestrator.support import login, make_settings, running_app
+from tests.orchestrator.test_clips_api import generated_job, wav_bytes
 
 
 async def test_job_items_become_clips_with_files_latents_and_owner_rule(tmp_path, db_url) -> None:
     settings = make_settings(tmp_path, db_url)
     async with running_app(settings, StageRunnerDouble()) as (app, client):
         headers = await login(client)
-        done = await _music(client, headers, batch_size=2, audio_format="mp3", seed=41, use_random_seed=False)
+        done = await generated_job(client, headers, caption="clip me", batch_size=2, audio_format="mp3", seed=41,
+                                   use_random_seed=False)
         sessions = app.state.ctx.sessions
         async with sessions() as session:
             rows = await clip_store.job_clips(session=session, job_id=done["job_id"])
