@@ -64,12 +64,15 @@ def test_missing_component_and_file_are_named(preset, tmp_path):
         load_pipeline(ckpt3)
 
 
+def _edit_config(ckpt: Path, component: str, **changes: object) -> None:
+    """Set keys of ``<ckpt>/<component>/config.json``."""
+    path = ckpt / component / "config.json"
+    path.write_text(json.dumps(json.loads(path.read_text()) | changes))
+
+
 def test_config_that_does_not_match_the_weights_names_the_key(preset, tmp_path):
     ckpt = _copy(preset, tmp_path)
-    cfg_path = ckpt / "transformer" / "config.json"
-    cfg = json.loads(cfg_path.read_text())
-    cfg["intermediate_size"] = 96
-    cfg_path.write_text(json.dumps(cfg))
+    _edit_config(ckpt, "transformer", intermediate_size=96)
     with pytest.raises(CheckpointError) as err:
         load_pipeline(ckpt)
     message = str(err.value)
@@ -79,9 +82,6 @@ def test_config_that_does_not_match_the_weights_names_the_key(preset, tmp_path):
 
 def test_components_whose_dimensions_disagree_are_refused(preset, tmp_path):
     ckpt = _copy(preset, tmp_path)
-    cfg_path = ckpt / "vae" / "config.json"
-    cfg = json.loads(cfg_path.read_text())
-    cfg["decoder_input_channels"] = 16
-    cfg_path.write_text(json.dumps(cfg))
+    _edit_config(ckpt, "vae", decoder_input_channels=16)
     with pytest.raises(CheckpointError, match=r"vae.decoder_input_channels is 16 but must be 8"):
         load_pipeline(ckpt)
