@@ -328,7 +328,7 @@ function renderItems(data) {
     const row = el("li", { class: "item" }, el("div", { class: "item-head" }, `♪ #${item.index + 1} `, meta), audio);
     const karaoke = karaokeView(audio, item, data.lyrics);  // karaoke.js; null when the item has no lyric timing
     if (karaoke) row.append(karaoke);
-    row.append(link, reuse);
+    row.append(link, reuse, stemsControl(data.intent_id || state.intentId, item.index));  // stems.js
     list.append(row);
   }
 }

@@ -123,7 +123,7 @@ function songEntry(song) {
       text: `↻ seed ${item.seed}` });
     const audio = el("audio", { controls: "", preload: "none", src, class: "player" });
     row.append(audio, el("a", { href: src, download: name, class: "download", text: `⬇ ${name}` }), reuse);
-    body.append(row);
+    body.append(row, stemsControl(song.intent_id, item.index));  // stems.js: the Stems button
     const karaoke = karaokeView(audio, item, song.lyrics, { hidden: true });  // shown once the player plays
     if (karaoke) body.append(karaoke);
   }
