@@ -247,6 +247,9 @@ class MusicGenerateCreate(BaseModel):
 
 class JobResultPublic(BaseModel):
     audio_paths: list[str]
+    clip_ids: list[str | None] = Field(
+        default_factory=list, description="each audio path's clip (GET /v1/clips/{id}; use it as src_audio_id)"
+    )
     first_audio_path: str | None = None
     second_audio_path: str | None = None
     generation_info: str

@@ -73,6 +73,7 @@ def job_result(job: Job, auth: AuthService) -> JobResultPublic | None:
     }
     return JobResultPublic(
         audio_paths=paths,
+        clip_ids=[item.get("clip_id") for item in result.get("items", [])],
         first_audio_path=paths[0] if paths else None,
         second_audio_path=paths[1] if len(paths) > 1 else None,
         generation_info=str(result.get("generation_info", "")),

@@ -136,6 +136,7 @@ async def test_clip_ids_as_inputs_set_the_lineage_and_another_users_id_is_404(tm
         assert sampler["task_type"] == "repaint" and sampler["duration"] == 12.0  # the source's length
         page = (await client.get("/v1/clips", headers=alice)).json()["items"]
         child = next(c for c in page if c["job_id"] == child_job["job_id"])
+        assert child_job["result"]["clip_ids"] == [child["id"]]  # the ACE-Step API names the item's clip
         assert child["parent_id"] == clip["id"] and child["action"] == "repaint"
 
         # a result path the API handed out still works as src_audio_path, and is traced to its clip
