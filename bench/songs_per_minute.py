@@ -12,6 +12,9 @@ the networks' execution time (Triton's compute statistics: encoders = ``text_enc
 steps = ``dit``, decode = ``vae_decoder``) and the rest (sampler Python, BLS transport, waiting). The baseline's split
 comes from timing hooks on the pipeline's modules.
 
+``--decoder 1x1,1x2,2x1`` adds step-scheduler rows for other ``vae_decoder`` placements (instances x ONNX Runtime
+threads per instance, written into a copy of the repository's config), side by side with the exported one.
+
     .venv/bin/python -m bench.songs_per_minute [--steps 8] [--duration 30] [--songs 16] [--concurrency 1,4,8,16]
 """
 
@@ -19,7 +22,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import re
+import shutil
 import statistics
+import tempfile
 import time
 from collections import defaultdict
 from collections.abc import Callable
@@ -87,6 +94,7 @@ def served(server: TritonServer, concurrency: int, songs: int, steps: int, durat
         "dit_steps_per_s": songs * steps / max(stages["dit"], 1e-9),
         "p50": statistics.median(latencies),
         "split": split(stages, elapsed, songs),
+        "load": os.getloadavg()[0],
     }
 
 
@@ -144,7 +152,31 @@ def in_process(preset: Path, songs: int, steps: int, duration: float) -> dict[st
         "dit_steps_per_s": songs * steps / max(timer.seconds["dit"], 1e-9),
         "p50": statistics.median(latencies),
         "split": split({k: timer.seconds[k] for k in STAGES}, elapsed, songs),
+        "load": os.getloadavg()[0],
     }
+
+
+def placed(repo: Path, placement: str, work: Path) -> Path:
+    """A copy of ``repo`` whose ``vae_decoder`` runs ``placement`` ("INSTANCESxTHREADS", e.g. "2x1")."""
+    try:
+        instances, threads = (int(v) for v in placement.lower().split("x"))
+    except ValueError:
+        raise SystemExit(f"--decoder: {placement!r} is not INSTANCESxTHREADS, e.g. 2x1") from None
+    copy = work / f"repository-{instances}x{threads}"
+    shutil.copytree(repo, copy, symlinks=True)
+    path = copy / "vae_decoder" / "config.pbtxt"
+    text = re.sub(r"(instance_group \[ \{ count: )\d+", rf"\g<1>{instances}", path.read_text())
+    text = re.sub(r'^parameters: \{ key: "intra_op_num_threads".*\n', "", text, flags=re.MULTILINE)
+    path.write_text(text + f'parameters: {{ key: "intra_op_num_threads" value: {{ string_value: "{threads}" }} }}\n')
+    return copy
+
+
+def decoder_placement(repo: Path) -> str:
+    """The exported ``vae_decoder`` placement, "INSTANCESxTHREADS"."""
+    text = (repo / "vae_decoder" / "config.pbtxt").read_text()
+    instances = re.search(r"instance_group \[ \{ count: (\d+)", text)
+    threads = re.search(r'key: "intra_op_num_threads" value: \{ string_value: "(\d+)"', text)
+    return f"{instances.group(1) if instances else 1}x{threads.group(1) if threads else 1}"
 
 
 def set_scheduler(server: TritonServer, enabled: bool) -> None:
@@ -163,6 +195,8 @@ def main() -> None:
     parser.add_argument("--songs", type=int, default=16, help="songs per measurement")
     parser.add_argument("--concurrency", default="1,4,8,16")
     parser.add_argument("--no-thread-per-song", action="store_true", help="skip the pre-scheduler comparison rows")
+    parser.add_argument("--decoder", default="", help="more vae_decoder placements for step-scheduler rows, "
+                        "INSTANCESxTHREADS,... (e.g. 1x1,1x2,2x1)")
     parser.add_argument("--repository", type=Path, default=DEFAULT_REPOSITORY)
     args = parser.parse_args()
     repo = tiny_repository(args.repository)
@@ -171,27 +205,37 @@ def main() -> None:
     torch.set_num_threads(2)
     print(f"machine: {machine()}")
     print(f"tiny turbo, {args.steps} steps, {args.duration:.0f} s songs, {args.songs} songs per row")
+    exported = decoder_placement(repo)
+    print(f"vae_decoder as exported: {exported} (instances x ONNX Runtime threads)")
     rows: list[tuple[str, int, dict[str, Any]]] = [("AceStepPipeline in-process", 1, in_process(
         preset, args.songs, args.steps, args.duration))]
-    with TritonServer(repo, load_models=MODELS) as server:
-        modes = [("step scheduler", True)] + ([] if args.no_thread_per_song else [("thread per song", False)])
-        for name, enabled in modes:
-            set_scheduler(server, enabled)
-            stream(server.grpc_url, "sampler", {"duration": args.duration, "inference_steps": 2})  # warm-up
-            for concurrency in levels:
-                if concurrency > args.songs:
-                    continue
-                rows.append((name, concurrency, served(server, concurrency, args.songs, args.steps, args.duration)))
-                print(f"  measured {name} at {concurrency}", flush=True)
+    extra = [p for p in args.decoder.split(",") if p and p != exported]
+    with tempfile.TemporaryDirectory(prefix="songs-per-minute-") as work:
+        for placement in [exported, *extra]:
+            where = repo if placement == exported else placed(repo, placement, Path(work))
+            with TritonServer(where, load_models=MODELS) as server:
+                modes = [("step scheduler", True)]
+                if placement == exported and not args.no_thread_per_song:
+                    modes.append(("thread per song", False))
+                for name, enabled in modes:
+                    label = f"{name}, vae_decoder {placement}"
+                    set_scheduler(server, enabled)
+                    stream(server.grpc_url, "sampler", {"duration": args.duration, "inference_steps": 2})  # warm-up
+                    for concurrency in levels:
+                        if concurrency > args.songs:
+                            continue
+                        result = served(server, concurrency, args.songs, args.steps, args.duration)
+                        rows.append((label, concurrency, result))
+                        print(f"  measured {label} at {concurrency}", flush=True)
     base = rows[0][2]["rate"]
     print(f"machine after: {machine()}")
     print("| path | concurrency | songs/min | vs baseline | mean dit rows/call | song-steps/s | per s of DiT time "
-          "| p50 song s | s/song: encoders | DiT | decode | rest |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+          "| p50 song s | s/song: encoders | DiT | decode | rest | load (1 min) |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for name, concurrency, r in rows:
         parts = " | ".join(r["split"].split())
         print(f"| {name} | {concurrency} | {r['rate']:.1f} | {r['rate'] / base:.2f}x | {r['rows']:.2f} | "
-              f"{r['steps_per_s']:.1f} | {r['dit_steps_per_s']:.0f} | {r['p50']:.2f} | {parts} |")
+              f"{r['steps_per_s']:.1f} | {r['dit_steps_per_s']:.0f} | {r['p50']:.2f} | {parts} | {r['load']:.1f} |")
 
 
 if __name__ == "__main__":

@@ -105,6 +105,24 @@ class TensorSpec:
 
 
 @dataclass(frozen=True)
+class CpuServing:
+    """How the CPU target serves a network: ``instances`` Triton model instances (each a Python-backend process with
+    its own ONNX Runtime session; the step scheduler splits a large call across them) and ``threads`` intra-op threads
+    per session (0 = one per core of the serving machine). The GPU target ignores both: one ``tensorrt_plan``
+    instance, whose kernels use the whole GPU."""
+
+    instances: int = 1
+    threads: int = 1
+
+    def __post_init__(self) -> None:
+        if self.instances < 1 or self.threads < 0:
+            raise ValueError(
+                f"CpuServing: instances={self.instances} threads={self.threads}; need instances >= 1 and threads >= 0 "
+                "(0 = one per core)"
+            )
+
+
+@dataclass(frozen=True)
 class NetworkContract:
     """Everything about one exported network's interface."""
 
@@ -118,6 +136,7 @@ class NetworkContract:
     # Preferred batch sizes and queue delay for Triton's dynamic batcher.
     preferred_batch_sizes: tuple[int, ...] = (4, 8)
     max_queue_delay_us: int = 2000
+    cpu: CpuServing = CpuServing()
     description: str = ""
     extra: dict[str, object] = field(default_factory=dict)
 
@@ -195,11 +214,12 @@ class NetworkContract:
         *,
         platform: Literal["cpu", "gpu"],
         model_name: str | None = None,
-        instance_count: int = 1,
+        instance_count: int | None = None,
         dynamic_batching: bool = True,
         version_policy: str | None = None,
     ) -> str:
-        """A ``config.pbtxt``: a Python-backend model on CPU (ONNX Runtime inside), ``tensorrt_plan`` on GPU."""
+        """A ``config.pbtxt``: a Python-backend model on CPU (ONNX Runtime inside, instances and threads from
+        :attr:`cpu`), ``tensorrt_plan`` on GPU (one instance). ``instance_count`` overrides the instances."""
         lines = [f'name: "{model_name or self.name}"']
         if platform == "gpu":
             lines.append('platform: "tensorrt_plan"')
@@ -229,7 +249,10 @@ class NetworkContract:
             lines.append(f"  max_queue_delay_microseconds: {self.max_queue_delay_us}")
             lines.append("}")
         kind_ = "KIND_GPU" if platform == "gpu" else "KIND_CPU"
-        lines.append(f"instance_group [ {{ count: {instance_count} kind: {kind_} }} ]")
+        count = instance_count if instance_count is not None else (self.cpu.instances if platform == "cpu" else 1)
+        lines.append(f"instance_group [ {{ count: {count} kind: {kind_} }} ]")
         if platform == "cpu":
             lines.append('parameters: { key: "onnx_file" value: { string_value: "model.onnx" } }')
+            threads = self.cpu.threads
+            lines.append(f'parameters: {{ key: "intra_op_num_threads" value: {{ string_value: "{threads}" }} }}')
         return "\n".join(lines) + "\n"

@@ -9,8 +9,10 @@ A song is its runner's generator (:meth:`~model_repository.sampler.protocol.Fami
   guidance they are at (a guided song's request holds its conditional and unconditional rows); encoders and decoders
   group the same way, so songs that are ready at the same moment share those calls too;
 * **calls** each group once, its rows concatenated along axis 0 up to the network's row cap (``max_batch_size`` of
-  its ``config.pbtxt``: the TensorRT profile's max batch on GPU), and splits the outputs back by rows. At most one
-  call per group is in flight: a song that becomes ready while its group is running rides the next call, at the next
+  its ``config.pbtxt``: the TensorRT profile's max batch on GPU), and splits the outputs back by rows; a network
+  served by several instances (``instance_group`` count, e.g. ``vae_decoder`` on a CPU machine) gets the group's
+  songs as that many concurrent calls of about equal rows instead, so every instance works. At most one round of
+  calls per group is in flight: a song that becomes ready while its group is running rides the next call, at the next
   step boundary, with the others. Groups of other buckets or networks run concurrently and never wait on each other;
 * **rotates fairly** when a group holds more rows than the cap: requests go oldest-waiting first (strictly, so a big
   request is never overtaken forever), the rest ride the next call;
@@ -75,15 +77,18 @@ def group_key(request: NetworkRequest, song_id: int) -> GroupKey:
 
 class RowCaps:
     """Rows per call for each network: ``max_batch_size`` from ``<repository>/<model>/config.pbtxt`` (0: no batch
-    axis, so 1), ``default`` where the file is missing, never more than ``limit`` when given."""
+    axis, so 1), ``default`` where the file is missing, never more than ``limit`` when given; :meth:`instances`: the
+    instance count of its ``instance_group`` (1 where the file or the entry is missing)."""
 
     _PATTERN = re.compile(r"^\s*max_batch_size\s*:\s*(\d+)", re.MULTILINE)
+    _INSTANCES = re.compile(r"^\s*instance_group\s*\[\s*\{\s*count\s*:\s*(\d+)", re.MULTILINE)
 
     def __init__(self, repository: Path | None, *, default: int = DEFAULT_MAX_ROWS, limit: int | None = None) -> None:
         if default < 1 or (limit is not None and limit < 1):
             raise ValueError(f"row caps must be >= 1, got default={default} limit={limit}")
         self.repository, self.default, self.limit = repository, default, limit
         self._caps: dict[str, int] = {}
+        self._instances: dict[str, int] = {}
 
     def __call__(self, model: str) -> int:
         if model not in self._caps:
@@ -96,6 +101,13 @@ class RowCaps:
                 logger.warning("no %s; %s calls take at most %d rows", path, model, cap)
             self._caps[model] = min(cap, self.limit) if self.limit is not None else cap
         return self._caps[model]
+
+    def instances(self, model: str) -> int:
+        if model not in self._instances:
+            path = self.repository / model / "config.pbtxt" if self.repository is not None else None
+            found = self._INSTANCES.search(path.read_text()) if path is not None and path.is_file() else None
+            self._instances[model] = max(int(found.group(1)), 1) if found else 1
+        return self._instances[model]
 
 
 @dataclass
@@ -161,6 +173,7 @@ class StepScheduler:
         call: NetworkCaller,
         max_rows: Callable[[str], int] = lambda model: DEFAULT_MAX_ROWS,
         *,
+        instances: Callable[[str], int] = lambda model: 1,
         call_threads: int = 4,
         work_threads: int = 1,
         max_start_hold_s: float = 2.0,
@@ -169,10 +182,11 @@ class StepScheduler:
         self._call = call
         self._max_hold_s = max_start_hold_s
         self._max_rows = max_rows
+        self._instances = instances
         self._poll = poll_seconds
         self._events: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._songs: dict[int, _Song] = {}
-        self._in_flight: set[GroupKey] = set()
+        self._in_flight: dict[GroupKey, int] = {}  # group -> its calls still running
         self._ids = itertools.count()
         self._seq = itertools.count()
         self._stats = SchedulerStats()
@@ -266,7 +280,9 @@ class StepScheduler:
             song.hold_for = frozenset(s.id for s in self._songs.values() if s is not song and self._encoding(s))
 
     def _finish(self, done: _Finished) -> None:
-        self._in_flight.discard(done.key)
+        left = self._in_flight.pop(done.key, 1) - 1
+        if left > 0:
+            self._in_flight[done.key] = left
         model = done.songs[0].pending.model if done.songs[0].pending else "?"
         stats = self._stats.models.setdefault(model, ModelStats())
         rows = sum(s.pending.rows for s in done.songs if s.pending)
@@ -333,8 +349,10 @@ class StepScheduler:
             for song in chosen:
                 song.in_flight = True
                 song.started = song.started or first.stage == "diffusion"
-            self._in_flight.add(key)
-            self._pool.submit(self._run_call, key, chosen)
+            calls = _split(chosen, self._instances(first.model))
+            self._in_flight[key] = len(calls)
+            for songs_of_call in calls:
+                self._pool.submit(self._run_call, key, songs_of_call)
 
     def _run_call(self, key: GroupKey, songs: list[_Song]) -> None:
         """On a pool thread: one network call for the group's rows."""
@@ -405,3 +423,19 @@ class StepScheduler:
             callback(value)
         except Exception:  # noqa: BLE001 - a failed response send must not stop the other songs
             logger.exception("sampler: song callback failed")
+
+
+def _split(songs: list[_Song], parts: int) -> list[list[_Song]]:
+    """``songs`` (in order) as at most ``parts`` consecutive runs of about equal rows, one call per instance."""
+    rows = [s.pending.rows if s.pending else 1 for s in songs]
+    parts = max(1, min(parts, len(songs)))
+    if parts == 1:
+        return [songs]
+    calls: list[list[_Song]] = [[]]
+    target, taken = sum(rows) / parts, 0
+    for song, n in zip(songs, rows, strict=True):
+        if calls[-1] and len(calls) < parts and taken + n / 2 > target * len(calls):
+            calls.append([])
+        calls[-1].append(song)
+        taken += n
+    return calls

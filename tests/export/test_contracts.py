@@ -3,7 +3,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from export.contracts import Axis, NetworkContract, TensorSpec
+from export.contracts import Axis, CpuServing, NetworkContract, TensorSpec
 
 
 def _contract(**kw) -> NetworkContract:
@@ -73,6 +73,21 @@ def test_triton_config_is_generated_from_the_contract():
     assert "version_policy: { all { } }" in cpu and "onnx_file" in cpu
     gpu = c.triton_config(platform="gpu")
     assert 'platform: "tensorrt_plan"' in gpu and "KIND_GPU" in gpu and "onnx_file" not in gpu
+    assert "count: 1 kind: KIND_CPU" in cpu and 'key: "intra_op_num_threads" value: { string_value: "1" }' in cpu
+
+
+def test_cpu_serving_sets_instances_and_threads_on_cpu_only():
+    c = _contract(cpu=CpuServing(instances=2, threads=0))
+    cpu = c.triton_config(platform="cpu")
+    assert "instance_group [ { count: 2 kind: KIND_CPU } ]" in cpu
+    assert 'parameters: { key: "intra_op_num_threads" value: { string_value: "0" } }' in cpu
+    gpu = c.triton_config(platform="gpu")
+    assert "instance_group [ { count: 1 kind: KIND_GPU } ]" in gpu and "intra_op_num_threads" not in gpu
+    assert "count: 3 kind: KIND_CPU" in c.triton_config(platform="cpu", instance_count=3)
+    with pytest.raises(ValueError, match="instances=0 threads=1; need instances >= 1"):
+        CpuServing(instances=0)
+    with pytest.raises(ValueError, match="threads >= 0"):
+        CpuServing(threads=-1)
 
 
 def test_trt_profile_covers_min_opt_max():

@@ -56,7 +56,8 @@ class TritonPythonModel:
             if limit < 0:
                 raise ValueError(f"sampler: parameter max_rows_per_call is {limit}; use 0 (networks' max_batch_size) "
                                  "or a positive row cap")
-            self.scheduler = StepScheduler(_bls, RowCaps(model_dir.parent, limit=limit or None))
+            caps = RowCaps(model_dir.parent, limit=limit or None)
+            self.scheduler = StepScheduler(_bls, caps, instances=caps.instances)
         else:
             self.pool = ThreadPoolExecutor(max_workers=int(params.get("max_concurrent_songs", "64")))
         logger.info("sampler: %s", "step scheduler" if self.scheduler else "one thread per song")

@@ -84,8 +84,7 @@ def exported(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
         dynamo=True,
         dynamic_shapes={s.name: {i: dims[a] for i, a in s.dynamic_axes.items()} for s in CONTRACT.inputs},
     )
-    config = CONTRACT.triton_config(platform="cpu")
-    config += 'parameters: { key: "intra_op_num_threads" value: { string_value: "1" } }\n'
+    config = CONTRACT.triton_config(platform="cpu")  # writes intra_op_num_threads from the contract (1)
     (repo / MODEL / "config.pbtxt").write_text(config)
     shutil.copy(model_source("onnx_runtime"), version / "model.py")
 

@@ -283,3 +283,45 @@ def test_drive_runs_host_work_inline():
     release.set()
     audio, _, info = drive(aligning_song(4, 2, release, ran_on), FakeNet())
     assert info == {"work": "aligned"} and ran_on == [threading.current_thread().name]
+
+
+def test_a_network_with_two_instances_gets_a_group_as_two_concurrent_calls(make):
+    """``decode`` has 2 instances: 5 songs' one-row decodes (ready together: their ``dit`` call queued behind song 0's
+    held one) go as two calls of 3 + 2 rows, both in flight at once (each holds until both have started); ``dit``
+    (1 instance) keeps one call for the five."""
+    both_started, lock, inside = threading.Event(), threading.Lock(), [0]
+
+    class TwoInstances(FakeNet):
+        def __call__(self, model, version, inputs, outputs):
+            if model == "decode":
+                with lock:
+                    inside[0] += 1
+                    if inside[0] == 2:
+                        both_started.set()
+                assert both_started.wait(10), "the second decode call never started beside the first"
+            return super().__call__(model, version, inputs, outputs)
+
+    def song(i: int, decode: bool = True) -> SongSteps:
+        yield from network("dit", "1", {"x": np.full((1, 4), i, np.float32)}, ["y"])
+        if decode:
+            yield from network("decode", "1", {"x": np.full((1, 4), i, np.float32)}, ["y"], "decode")
+        return np.array([i]), [i], {}
+
+    net = TwoInstances(gate=True)
+    scheduler = StepScheduler(net, lambda model: 16, instances=lambda model: 2 if model == "decode" else 1,
+                              poll_seconds=0.02)
+    try:
+        results = Run(scheduler).behind_a_held_call(net, song(0, decode=False), *(song(i) for i in range(1, 6)))
+    finally:
+        scheduler.close()
+    assert all(results[i][0].tolist() == [i] for i in range(6))
+    assert net.rows("dit") == [[0], [1, 2, 3, 4, 5]]
+    assert sorted(map(sorted, net.rows("decode"))) == [[1, 2, 3], [4, 5]]
+
+
+def test_row_caps_read_the_instance_count(tmp_path: Path):
+    (tmp_path / "vae_decoder").mkdir()
+    (tmp_path / "vae_decoder" / "config.pbtxt").write_text(
+        'name: "vae_decoder"\nmax_batch_size: 8\ninstance_group [ { count: 2 kind: KIND_CPU } ]\n')
+    caps = RowCaps(tmp_path)
+    assert (caps("vae_decoder"), caps.instances("vae_decoder"), caps.instances("missing")) == (8, 2, 1)
