@@ -20,7 +20,7 @@ import secrets
 from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, Literal, Protocol, TypeVar
+from typing import Any, ClassVar, Literal, Protocol, TypedDict, TypeVar, Unpack
 
 import numpy as np
 
@@ -112,6 +112,16 @@ class Cancelled(RuntimeError):
     """The client cancelled the request; the runner stops at the next step boundary."""
 
 
+class SongInputs(TypedDict, total=False):
+    """What a song takes beside its request: the source audio of an edit task and the reference audio (48 kHz stereo
+    [2, samples]), where its progress events go, and how it learns that its client cancelled."""
+
+    src_audio: np.ndarray | None
+    reference_audio: np.ndarray | None
+    progress: Progress
+    cancelled: IsCancelled
+
+
 class FamilyRunner(Protocol):
     """One model family's song loop. Registered in :data:`model_repository.sampler.registry.RUNNERS`."""
 
@@ -134,28 +144,12 @@ class FamilyRunner(Protocol):
         """Version sets, defaults and sample rate, for the sampler's ``{"describe": true}`` answer."""
         ...
 
-    def steps(
-        self,
-        req: SamplerRequest,
-        *,
-        src_audio: np.ndarray | None = None,
-        reference_audio: np.ndarray | None = None,
-        progress: Progress = ...,
-        cancelled: IsCancelled = ...,
-    ) -> SongSteps:
+    def steps(self, req: SamplerRequest, **inputs: Unpack[SongInputs]) -> SongSteps:
         """The song as a generator of network requests (its return value: audio, seeds, info). Request errors and
         :class:`Cancelled` are raised from inside it."""
         ...
 
-    def run(
-        self,
-        req: SamplerRequest,
-        *,
-        src_audio: np.ndarray | None = None,
-        reference_audio: np.ndarray | None = None,
-        progress: Progress = ...,
-        cancelled: IsCancelled = ...,
-    ) -> SongResult:
+    def run(self, req: SamplerRequest, **inputs: Unpack[SongInputs]) -> SongResult:
         """:meth:`steps` driven through the runner's own caller, one call at a time."""
         ...
 
