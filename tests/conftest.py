@@ -49,7 +49,7 @@ def tiny_repository(tmp_path_factory: pytest.TempPathFactory, tiny_work: Path) -
 def tiny_preset_dirs(tiny_repository: Path, tiny_work: Path) -> dict[str, Path]:
     reuse = os.environ.get("TRITONE_TEST_REPOSITORY")
     work = Path(reuse).parent / f".{Path(reuse).name}-work" if reuse else tiny_work
-    return {v: work / "presets" / f"acestep15-tiny-{v}" for v in ("turbo", "sft")}
+    return {v: work / "presets" / f"acestep15-tiny-{v}" for v in ("turbo", "sft", "base")}
 
 
 @pytest.fixture(scope="session")

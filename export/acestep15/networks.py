@@ -22,6 +22,7 @@ from torch import nn
 
 from export.acestep15.checkpoint import PipelineDims
 from export.contracts import Axis, NetworkContract, TensorSpec
+from model_repository.facts.families import MAX_BATCH, TRACK_CLASSES
 
 # Length buckets in latent frames (25 per second): 10 s ... 600 s. Every bucket is even (the DiT patch size is 2) and a
 # multiple of 5 (the audio tokenizer pools 5 frames into one 5 Hz code).
@@ -241,7 +242,7 @@ def dit_inputs(acoustic_dim: int, condition_hidden: int) -> tuple[TensorSpec, ..
     )
 
 
-def build_contracts(dims: PipelineDims, *, max_batch_size: int = 8) -> dict[str, NetworkContract]:
+def build_contracts(dims: PipelineDims, *, max_batch_size: int = MAX_BATCH) -> dict[str, NetworkContract]:
     """The contracts of the eight ACE-Step 1.5 networks for a checkpoint with these dimensions."""
     c, h_text, h_cond = dims.acoustic_dim, dims.text_hidden, dims.condition_hidden
     frames = Axis("frames", FRAME_BUCKETS[0], 1500, FRAME_BUCKETS[-1], FRAME_BUCKETS)
@@ -291,8 +292,9 @@ def build_contracts(dims: PipelineDims, *, max_batch_size: int = 8) -> dict[str,
             inputs=dit_inputs(c, h_cond),
             outputs=(TensorSpec("velocity", "float32", (b, "frames", c)),),
             axes=(frames, encoder),
-            # Guided steps send (conditional, unconditional) rows together: room for a full batch of both.
-            max_batch_size=2 * max_batch_size,
+            # Guided steps send (conditional, unconditional) rows together: room for a full batch of both, and for a
+            # track batch (one extract item per class, all 12) guided.
+            max_batch_size=2 * max(max_batch_size, len(TRACK_CLASSES)),
             precision="bf16",
             # The sampler's step scheduler already sends one call holding every active song's rows, so the window
             # only merges calls from several sampler instances or servers; 1 ms keeps that without adding a long wait

@@ -17,7 +17,9 @@ import torch
 
 logger = logging.getLogger(__name__)
 
-Variant = Literal["turbo", "sft"]
+Variant = Literal["turbo", "sft", "base"]
+# The DiT's seed offset per variant: three DiTs of their own beside one set of encoders, tokenizer and VAE.
+_DIT_SEED = {"turbo": 3, "sft": 4, "base": 8}
 
 # Latent channels of the tiny preset (64 in the real model).
 TINY_ACOUSTIC_DIM = 8
@@ -89,7 +91,7 @@ def build_tiny_pipeline(*, seed: int = 0, variant: Variant = "turbo"):
     # keep the tiny timbre branch from being degenerate.
     gen = torch.Generator().manual_seed(seed + 2)
     condition_encoder.silence_latent.copy_(0.1 * torch.randn(condition_encoder.silence_latent.shape, generator=gen))
-    _seeded(seed + 3 if variant == "turbo" else seed + 4)
+    _seeded(seed + _DIT_SEED[variant])
     transformer = AceStepTransformer1DModel(
         hidden_size=TINY_HIDDEN,
         intermediate_size=64,

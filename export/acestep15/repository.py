@@ -121,13 +121,18 @@ def from_checkpoint(folder: Path, *, version: int, version_set: str | None) -> F
     return _loaded(folder, version=version, version_set=version_set)
 
 
+# The tiny preset's version sets: (variant = set name, the DiT's version, the networks that variant exports).
+TINY_SETS = (("turbo", 1, NETWORKS), ("sft", 2, ("dit", "dit_align")), ("base", 3, ("dit", "dit_align")))
+
+
 def tiny(work: Path) -> FamilyExport:
-    """Version set "turbo" = every network at version 1; "sft" = the base-style DiT as ``dit`` version 2 with the same
-    encoders and VAE — two versions of one model, as in a real deployment that serves turbo and SFT weights."""
+    """Version set "turbo" = every network at version 1; "sft" and "base" = a DiT of that variant as ``dit`` (and
+    ``dit_align``) version 2 and 3 with the same encoders and VAE — versions of one model, as in a real deployment that
+    serves turbo, SFT and base weights. Only "base" runs the track tasks (extract, lego, complete)."""
     from export.acestep15.presets import build_tiny
 
     out = FamilyExport([], [])
-    for variant, version, networks in (("turbo", 1, NETWORKS), ("sft", 2, ("dit", "dit_align"))):
+    for variant, version, networks in TINY_SETS:
         folder = build_tiny(work / "presets" / f"acestep15-tiny-{variant}", variant=variant)  # type: ignore[arg-type]
         print(f"tiny {variant}: exporting {', '.join(networks)} as version {version}", flush=True)
         part = _loaded(

@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 
+from model_repository.facts.families import variant_kind
 from model_repository.facts.manifest import VersionSetEntry
 from model_repository.sampler.assets import FamilyAssets
 
@@ -17,6 +18,8 @@ class VersionSet:
     name: str
     versions: dict[str, str]
     is_turbo: bool
+    # The DiT variant as upstream names it (facts.families.variant_kind): turbo, sft, base.
+    kind: str
     tokenizer: Any
     null_condition_emb: np.ndarray  # [1, 1, H]
     silence_latent: np.ndarray  # [N, C]
@@ -38,6 +41,10 @@ class Assets(FamilyAssets[VersionSet]):
     def codebook_size(self) -> int:
         return int(self.dims["codebook_size"])
 
+    def set_kinds(self) -> dict[str, str]:
+        """Every served version set -> its DiT variant (without loading the sets)."""
+        return {name: variant_kind(e.variant, is_turbo=e.is_turbo) for name, e in self.manifest.version_sets.items()}
+
     def load_set(self, name: str, entry: VersionSetEntry) -> VersionSet:
         from transformers import AutoTokenizer
 
@@ -46,6 +53,7 @@ class Assets(FamilyAssets[VersionSet]):
             name=name,
             versions=dict(entry.versions),
             is_turbo=bool(entry.is_turbo),
+            kind=variant_kind(entry.variant, is_turbo=entry.is_turbo),
             tokenizer=AutoTokenizer.from_pretrained(folder / "tokenizer"),
             null_condition_emb=np.load(folder / "null_condition_emb.npy"),
             silence_latent=np.load(folder / "silence_latent.npy"),

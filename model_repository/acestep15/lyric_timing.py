@@ -28,9 +28,11 @@ ALIGN_NETWORK = "dit_align"
 
 
 def dit_inputs(
-    buckets: Mapping[str, Sequence[int]], x: np.ndarray, t: float, encoder: np.ndarray, context: np.ndarray
+    buckets: Mapping[str, Sequence[int]], x: np.ndarray, t: float, encoder: np.ndarray, context: np.ndarray,
+    *, encoder_lengths: Sequence[int] | None = None,
 ) -> dict[str, np.ndarray]:
-    """``dit``'s inputs for these rows, padded to the frame and encoder buckets with masks."""
+    """``dit``'s inputs for these rows, padded to the frame and encoder buckets with masks (``encoder_lengths``: each
+    row's valid encoder positions; None = all of ``encoder``'s)."""
     rows, frames, channels = x.shape
     fb = bucket(frames, buckets["frames"], "the song", ACESTEP15)
     eb = bucket(encoder.shape[1], buckets["encoder"], "the caption + lyrics condition", ACESTEP15)
@@ -42,8 +44,8 @@ def dit_inputs(
     enc[:, : encoder.shape[1]] = encoder
     latent_mask = np.zeros((rows, fb), np.int64)
     latent_mask[:, :frames] = 1
-    enc_mask = np.zeros((rows, eb), np.int64)
-    enc_mask[:, : encoder.shape[1]] = 1
+    lengths = np.full(rows, encoder.shape[1]) if encoder_lengths is None else np.asarray(encoder_lengths)
+    enc_mask = (np.arange(eb)[None] < lengths[:, None]).astype(np.int64)
     ts = np.full((rows, 1), t, np.float32)
     return {
         "hidden_states": hidden,

@@ -27,7 +27,7 @@ from diffusers.pipelines.ace_step.pipeline_ace_step import (
 
 from model_repository.acestep15 import alignment, lyric_timing, sampling
 from model_repository.acestep15.assets import Assets, VersionSet
-from model_repository.facts.families import ACESTEP15, ACESTEP15_FACTS
+from model_repository.facts.families import ACESTEP15, ACESTEP15_FACTS, MAX_BATCH
 from model_repository.sampler.assets import RunnerBase
 from model_repository.sampler.protocol import (
     Calls,
@@ -40,7 +40,7 @@ from model_repository.sampler.protocol import (
     network,
     resolve_versions,
 )
-from model_repository.sampler.request import SamplerRequest
+from model_repository.sampler.request import RequestError, SamplerRequest
 
 logger = logging.getLogger(__name__)
 
@@ -93,46 +93,66 @@ class SongRunner(RunnerBase[Assets]):
         latents = yield from self._encode_audio(versions, clip, gen)
         return latents[: self.assets.timbre_frames]
 
+    def _rows(
+        self, model: str, versions: dict[str, str], inputs: dict[str, np.ndarray], outputs: list[str], stage: Any
+    ) -> Calls[dict[str, np.ndarray]]:
+        """One call per ``MAX_BATCH`` rows (the encoders' and the decoder's ``max_batch_size``), outputs joined: a
+        track batch holds up to 12 items."""
+        total = next(iter(inputs.values())).shape[0]
+        parts = []
+        for start in range(0, total, MAX_BATCH):
+            chunk = {name: value[start : start + MAX_BATCH] for name, value in inputs.items()}
+            parts.append((yield from network(model, versions[model], chunk, outputs, stage)))
+        if len(parts) == 1:
+            return parts[0]
+        return {name: np.concatenate([part[name] for part in parts]) for name in outputs}
+
     def _conditions(
-        self, vs: VersionSet, versions: dict[str, str], text: str, lyrics: str, refer: np.ndarray
-    ) -> Calls[np.ndarray]:
-        """Caption + lyrics + timbre -> the packed cross-attention sequence [1, n_valid, H] (padding removed)."""
+        self, vs: VersionSet, versions: dict[str, str], texts: list[str], lyrics: str, refer: np.ndarray
+    ) -> Calls[tuple[np.ndarray, list[int]]]:
+        """Captions (one per row) + lyrics + timbre -> the packed cross-attention rows [R, S, H] (zero past each
+        row's length, S the longest) and each row's length."""
         tok = vs.tokenizer
-        text_ids = tok(text, truncation=True, max_length=self.assets.max_text_tokens).input_ids
+        text_ids = [tok(text, truncation=True, max_length=self.assets.max_text_tokens).input_ids for text in texts]
         lyric_ids = tok(lyrics, truncation=True, max_length=self.assets.max_lyric_tokens).input_ids
+        text_lengths = np.array([len(ids) for ids in text_ids])
         tb, lb = (
-            bucket(len(text_ids), self.assets.buckets["text"], "field 'caption'", FAMILY),
+            bucket(int(text_lengths.max()), self.assets.buckets["text"], "field 'caption'", FAMILY),
             bucket(len(lyric_ids), self.assets.buckets["lyric"], "field 'lyrics'", FAMILY),
         )
-        pad = tok.pad_token_id
-        text_arr = np.full((1, tb), pad, np.int64)
-        text_arr[0, : len(text_ids)] = text_ids
-        lyric_arr = np.full((1, lb), pad, np.int64)
-        lyric_arr[0, : len(lyric_ids)] = lyric_ids
-        enc = yield from network(
+        rows, pad = len(texts), tok.pad_token_id
+        text_arr = np.full((rows, tb), pad, np.int64)
+        for row, ids in enumerate(text_ids):
+            text_arr[row, : len(ids)] = ids
+        lyric_arr = np.full((rows, lb), pad, np.int64)
+        lyric_arr[:, : len(lyric_ids)] = lyric_ids
+        enc = yield from self._rows(
             "text_encoder",
-            versions["text_encoder"],
+            versions,
             {"text_input_ids": text_arr, "lyric_input_ids": lyric_arr},
             ["text_hidden_states", "lyric_hidden_states"],
             "encode",
         )
-        text_mask = (np.arange(tb) < len(text_ids)).astype(np.int64)[None]
-        lyric_mask = (np.arange(lb) < len(lyric_ids)).astype(np.int64)[None]
-        cond = yield from network(
+        text_mask = (np.arange(tb)[None] < text_lengths[:, None]).astype(np.int64)
+        lyric_mask = np.repeat((np.arange(lb) < len(lyric_ids)).astype(np.int64)[None], rows, axis=0)
+        cond = yield from self._rows(
             "condition_encoder",
-            versions["condition_encoder"],
+            versions,
             {
                 "text_hidden_states": enc["text_hidden_states"],
                 "text_attention_mask": text_mask,
                 "lyric_hidden_states": enc["lyric_hidden_states"],
                 "lyric_attention_mask": lyric_mask,
-                "refer_audio_latents": refer[None].astype(np.float32),
+                "refer_audio_latents": np.repeat(refer[None].astype(np.float32), rows, axis=0),
             },
             ["encoder_hidden_states", "encoder_attention_mask"],
             "encode",
         )
-        n_valid = int(cond["encoder_attention_mask"][0].sum())
-        return cond["encoder_hidden_states"][:, :n_valid]
+        lengths = [int(n) for n in cond["encoder_attention_mask"].sum(axis=1)]
+        hidden = np.array(cond["encoder_hidden_states"][:, : max(lengths)])
+        for row, n in enumerate(lengths):
+            hidden[row, n:] = 0.0
+        return hidden, lengths
 
     def _velocity(
         self,
@@ -141,10 +161,12 @@ class SongRunner(RunnerBase[Assets]):
         t: float,
         encoder: np.ndarray,
         context: np.ndarray,
+        lengths: list[int],
     ) -> Calls[torch.Tensor]:
-        """One DiT evaluation for these rows, padded to the frame and encoder buckets with masks."""
+        """One DiT evaluation for these rows, padded to the frame and encoder buckets with masks (``lengths``: each
+        row's encoder length)."""
         frames = x.shape[1]
-        inputs = lyric_timing.dit_inputs(self.assets.buckets, x.numpy(), t, encoder, context)
+        inputs = lyric_timing.dit_inputs(self.assets.buckets, x.numpy(), t, encoder, context, encoder_lengths=lengths)
         out = yield from network("dit", versions["dit"], inputs, ["velocity"])
         return torch.from_numpy(np.ascontiguousarray(out["velocity"][:, :frames]))
 
@@ -161,10 +183,17 @@ class SongRunner(RunnerBase[Assets]):
         """The song as a generator of network requests; returns (audio, seeds, info) as :meth:`run` does."""
         assets = self.assets
         vs = assets.version_set(req.version_set)
+        refusal = ACESTEP15_FACTS.variant_refusal(
+            req.task_type, version_set=vs.name, variant=vs.kind, is_turbo=vs.is_turbo, served=assets.set_kinds()
+        )
+        if refusal:
+            raise RequestError(f"sampler: field 'task_type': {refusal}")
         versions = resolve_versions(req, vs.versions)
         fps = assets.frames_per_second
         batch = req.batch_size
-        seeds = fill_seeds(req.seeds, batch)
+        tracks = req.track_names
+        # A track batch: every class starts from the same seed (and source encoding); only the instruction differs.
+        seeds = fill_seeds(req.seeds, 1) * batch if tracks else fill_seeds(req.seeds, batch)
         # Turbo checkpoints have guidance distilled in: guidance is off whatever the request says (as in diffusers).
         guidance_scale = 1.0 if vs.is_turbo else req.guidance_scale
         do_cfg = guidance_scale > 1.0
@@ -174,9 +203,12 @@ class SongRunner(RunnerBase[Assets]):
         codes = _normalize_audio_codes(req.audio_codes, batch) if req.audio_codes else []
         if codes and task == "text2music":
             task = "cover"
-        instruction = req.instruction or AceStepPipeline._get_task_instruction(
+        instructions = [
+            AceStepPipeline._get_task_instruction(task_type=task, track_name=name, complete_track_classes=None)
+            for name in tracks
+        ] or [req.instruction or AceStepPipeline._get_task_instruction(
             task_type=task, track_name=req.track_name, complete_track_classes=req.complete_track_classes
-        )
+        )]
         duration = req.duration
         parsed_codes = [_parse_audio_code_string(c, assets.codebook_size - 1) for c in codes]
         pool = int(assets.dims["pool_window"])
@@ -189,13 +221,14 @@ class SongRunner(RunnerBase[Assets]):
         progress({"type": "progress", "stage": "encode", "step": 0, "total": steps})
 
         generator = torch.Generator().manual_seed(seeds[0])
-        text, lyrics = _format_prompt(req, duration=duration, instruction=instruction)
+        prompts = [_format_prompt(req, duration=duration, instruction=text) for text in instructions]
+        lyrics = prompts[0][1]  # the lyric side does not read the instruction
         refer = yield from self._reference_latents(vs, versions, reference_audio, generator)
-        encoder = yield from self._conditions(vs, versions, text, lyrics, refer)
+        encoder, lengths = yield from self._conditions(vs, versions, [text for text, _ in prompts], lyrics, refer)
         non_cover = None
         if task == "cover" and req.audio_cover_strength < 1.0:
             nc_text, nc_lyrics = _format_prompt(req, duration=duration, instruction=TASK_INSTRUCTIONS["text2music"])
-            non_cover = yield from self._conditions(vs, versions, nc_text, nc_lyrics, refer)
+            non_cover = yield from self._conditions(vs, versions, [nc_text], nc_lyrics, refer)
 
         src, frames = yield from self._source_latents(
             vs, versions, task, parsed_codes, src_audio, frames, generator, batch
@@ -213,7 +246,9 @@ class SongRunner(RunnerBase[Assets]):
         sigmas = sampling.timestep_schedule(steps, req.shift, req.timesteps)
         scheduler = sampling.make_scheduler(sigmas)
         momentum = sampling.new_momentum() if do_cfg else None
-        cond_rows = np.repeat(encoder, batch, axis=0)
+        # One condition row per item: the track batch has its own per class, other songs share one.
+        cond_rows = encoder if tracks else np.repeat(encoder, batch, axis=0)
+        cond_lengths = lengths if tracks else lengths * batch
         null_rows = np.broadcast_to(vs.null_condition_emb, cond_rows.shape)
         total = len(scheduler.timesteps)
         for step, t_sched in enumerate(scheduler.timesteps):
@@ -226,6 +261,7 @@ class SongRunner(RunnerBase[Assets]):
                     t,
                     np.concatenate([cond_rows, null_rows]),
                     np.concatenate([context, context]),
+                    cond_lengths * 2,
                 )
                 v_cond, v_uncond = v.chunk(2)
                 if req.use_adg:
@@ -234,10 +270,10 @@ class SongRunner(RunnerBase[Assets]):
                     assert momentum is not None
                     vt = sampling.apg(v_cond, v_uncond, guidance_scale, momentum)
             else:
-                vt = yield from self._velocity(versions, latents, t, cond_rows, context)
+                vt = yield from self._velocity(versions, latents, t, cond_rows, context, cond_lengths)
             if non_cover is not None:
-                nc_rows = np.repeat(non_cover, batch, axis=0)
-                v_nc = yield from self._velocity(versions, latents, t, nc_rows, context)
+                nc_rows = np.repeat(non_cover[0], batch, axis=0)
+                v_nc = yield from self._velocity(versions, latents, t, nc_rows, context, non_cover[1] * batch)
                 vt = req.audio_cover_strength * vt + (1.0 - req.audio_cover_strength) * v_nc
             latents = scheduler.step(vt, t_sched, latents, return_dict=False)[0]
             progress({"type": "progress", "stage": "diffusion", "step": step + 1, "total": total})
@@ -257,9 +293,7 @@ class SongRunner(RunnerBase[Assets]):
                 duration_s=frames / fps,
             )
         progress({"type": "progress", "stage": "decode", "step": total, "total": total})
-        decoded = yield from network(
-            "vae_decoder", versions["vae_decoder"], {"latents": latents.numpy()}, ["audio"], "decode"
-        )
+        decoded = yield from self._rows("vae_decoder", versions, {"latents": latents.numpy()}, ["audio"], "decode")
         audio = sampling.normalize_audio(torch.from_numpy(decoded["audio"])).numpy()
         info = {
             "versions": versions,
@@ -273,6 +307,8 @@ class SongRunner(RunnerBase[Assets]):
             "use_adg": req.use_adg,
             "latents": latents.numpy(),  # what the VAE decoded [B, T, C]: sent as the ``latents`` output, not JSON
         }
+        if tracks:
+            info["track_names"] = list(tracks)  # item i is class track_names[i]
         if timing is not None:
             info["alignment"] = timing  # per item: lrc, aligned_lyrics, alignment_score
         return audio, seeds, info

@@ -13,12 +13,11 @@ from typing import Any
 import numpy as np
 
 from orchestrator.media.audio import SAMPLE_RATE
-from orchestrator.services.jobs.engine import Run, StageEngine, StageFailedError, Throttle
+from orchestrator.services.jobs.engine import Run, StageEngine, StageFailedError
 from orchestrator.services.jobs.post import Post
 from orchestrator.services.jobs.requests import for_family
 from orchestrator.services.storage import LATENTS, WAVEFORM, disk_guard, load_upload, save_npy_atomic
 
-PROGRESS_FLUSH_S = 0.2  # DiT step progress reaches the database (and the SSE stream) at most this often
 META_KEYS = ("bpm", "key_scale", "time_signature", "duration")
 
 
@@ -112,11 +111,7 @@ class SharedStages:
         latents: np.ndarray | None = None
         done: dict[str, Any] = {}
 
-        async def write(progress: dict[str, Any]) -> None:
-            await engine.update(run, progress=progress)
-            await engine.event(run, "progress", progress)
-
-        throttle = Throttle(PROGRESS_FLUSH_S, write)
+        throttle = engine.progress_writer(run)
         try:
             family = for_family(run.params.get("family") or settings.default_model_family)
             request = family.build(run.job.kind, run.params, run.state["meta"], run.state).to_json()

@@ -41,7 +41,7 @@ def test_v1_sampler_assets(tiny_repository):
     assert (assets / DEFAULT_VERSION_SET / "tokenizer" / "tokenizer.json").is_file()
     # The 1.5 family's manifest is untouched beside it.
     v15 = json.loads((tiny_repository / "sampler" / "1" / "assets" / "pipeline.json").read_text())
-    assert v15["family"] == "acestep15" and set(v15["version_sets"]) == {"turbo", "sft"}
+    assert v15["family"] == "acestep15" and set(v15["version_sets"]) == {"turbo", "sft", "base"}
 
 
 def test_checkpoint_family_is_read_from_the_layout(v1_preset_dir, tiny_preset_dirs, tmp_path):

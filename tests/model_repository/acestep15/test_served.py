@@ -13,14 +13,13 @@ import json
 import shutil
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-from tests.model_repository.streaming import stream
+from tests.model_repository.streaming import batch_counts, staggered_streams, stream
 
 pytestmark = pytest.mark.triton
 
@@ -140,27 +139,15 @@ def test_dit_rejects_a_wrong_dtype_with_its_name(triton):
 def test_eight_concurrent_songs_share_dit_batches(triton):
     """Songs of different lengths in one bucket (12-18.3 s -> 500 frames), at different steps, meet in dit's dynamic
     batcher: mean batch >= 4."""
-    before = _dit_counts(triton)
+    before = batch_counts(triton, "dit")
     requests = [
         {"caption": f"song {i}", "duration": 12.0 + 0.9 * i, "inference_steps": 8, "seeds": [i], "version_set": "turbo"}
         for i in range(8)
     ]
-
-    def run(req: dict) -> str | None:
-        time.sleep(0.01 * req["seeds"][0])  # staggered: songs are at different steps when they meet
-        return stream(triton.grpc_url, "sampler", req).error
-
-    with ThreadPoolExecutor(8) as pool:
-        errors = list(pool.map(run, requests))
-    assert errors == [None] * 8
-    inferences, executions = (a - b for a, b in zip(_dit_counts(triton), before, strict=True))
+    assert staggered_streams(triton.grpc_url, requests) == [None] * 8
+    inferences, executions = (a - b for a, b in zip(batch_counts(triton, "dit"), before, strict=True))
     assert inferences == 8 * 8
     assert executions * 4 <= inferences, f"mean dit batch {inferences / executions:.2f} < 4"
-
-
-def _dit_counts(triton) -> tuple[int, int]:
-    stats = triton.model_statistics("dit", "1")["model_stats"][0]
-    return int(stats["inference_count"]), int(stats["execution_count"])
 
 
 def test_version_pinning(triton):
@@ -214,7 +201,7 @@ def test_dit_version_swap_under_load_fails_no_request(repository_copy, tmp_path)
     """Roll a new dit version in and the old one out through the repository API while songs keep coming."""
     from model_repository.launcher.server import TritonServer
 
-    shutil.copytree(repository_copy / "dit" / "2", repository_copy / "dit" / "3")
+    shutil.copytree(repository_copy / "dit" / "2", repository_copy / "dit" / "4")  # 1-3: the tiny sets' DiTs
     with TritonServer(repository_copy, log_path=tmp_path / "triton.log") as server:
         stop = threading.Event()
         outcomes: list[str | None] = []
@@ -228,18 +215,18 @@ def test_dit_version_swap_under_load_fails_no_request(repository_copy, tmp_path)
             w.start()
         time.sleep(1.0)
         config = json.loads(_config_json(server, "dit"))
-        config["version_policy"] = {"specific": {"versions": [1, 2, 3]}}
+        config["version_policy"] = {"specific": {"versions": [1, 2, 3, 4]}}
         server.load("dit", config=json.dumps(config))
         time.sleep(1.0)
-        pinned = stream(server.grpc_url, "sampler", {"duration": 10.0, "inference_steps": 2, "versions": {"dit": "3"}})
-        config["version_policy"] = {"specific": {"versions": [1, 3]}}
+        pinned = stream(server.grpc_url, "sampler", {"duration": 10.0, "inference_steps": 2, "versions": {"dit": "4"}})
+        config["version_policy"] = {"specific": {"versions": [1, 3, 4]}}
         server.load("dit", config=json.dumps(config))
         time.sleep(1.0)
         stop.set()
         for w in workers:
             w.join(timeout=120)
         gone = stream(server.grpc_url, "sampler", {"duration": 10.0, "inference_steps": 2, "version_set": "sft"})
-    assert pinned.error is None and pinned.final["versions"]["dit"] == "3"
+    assert pinned.error is None and pinned.final["versions"]["dit"] == "4"
     assert len(outcomes) >= 4 and outcomes.count(None) == len(outcomes), outcomes
     assert gone.error is not None and "dit" in gone.error  # version 2 was rolled out
 

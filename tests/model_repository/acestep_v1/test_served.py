@@ -20,8 +20,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +27,7 @@ import numpy as np
 import pytest
 import torch
 
-from tests.model_repository.streaming import stream
+from tests.model_repository.streaming import batch_counts, staggered_streams, stream
 
 pytestmark = pytest.mark.triton
 
@@ -294,28 +292,16 @@ def test_extend_keeps_the_source_latents_and_grows_the_song(inprocess, start, en
 def test_eight_concurrent_v1_songs_share_dit_batches(triton):
     """Songs of 10.5-16.8 s (113-180 frames: one 216-frame bucket), started 10 ms apart so they are at different
     steps, meet in v1_dit's dynamic batcher: mean batch >= 4 (unguided: one row per song per step)."""
-    before = _counts(triton)
+    before = batch_counts(triton, "v1_dit")
     requests = [
         {"family": "acestep_v1", "caption": f"song {i}", "duration": 10.5 + 0.9 * i, "inference_steps": 8,
          "seeds": [i], "guidance_scale": 1.0}
         for i in range(8)
     ]
-
-    def run(req: dict) -> str | None:
-        time.sleep(0.01 * req["seeds"][0])
-        return stream(triton.grpc_url, "sampler", req).error
-
-    with ThreadPoolExecutor(8) as pool:
-        errors = list(pool.map(run, requests))
-    assert errors == [None] * 8
-    inferences, executions = (a - b for a, b in zip(_counts(triton), before, strict=True))
+    assert staggered_streams(triton.grpc_url, requests) == [None] * 8
+    inferences, executions = (a - b for a, b in zip(batch_counts(triton, "v1_dit"), before, strict=True))
     assert inferences == 8 * 8
     assert executions * 4 <= inferences, f"mean v1_dit batch {inferences / executions:.2f} < 4"
-
-
-def _counts(triton) -> tuple[int, int]:
-    stats = triton.model_statistics("v1_dit", "1")["model_stats"][0]
-    return int(stats["inference_count"]), int(stats["execution_count"])
 
 
 def test_describe_lists_both_families(triton):
@@ -323,7 +309,7 @@ def test_describe_lists_both_families(triton):
     assert result.error is None, result.error
     families = result.final["families"]
     assert set(families) == {"acestep15", "acestep_v1"} and result.final["default_family"] == "acestep15"
-    assert set(families["acestep15"]["version_sets"]) == {"turbo", "sft"}
+    assert set(families["acestep15"]["version_sets"]) == {"turbo", "sft", "base"}
     v1 = families["acestep_v1"]
     assert v1["default_version_set"] == "base" and v1["version_sets"]["base"]["versions"]["v1_dit"] == "1"
     assert v1["max_duration"] == pytest.approx(240.0, abs=0.1)
