@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import queue
+import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -15,7 +17,8 @@ from tritonclient.utils import InferenceServerException
 @dataclass
 class StreamResult:
     events: list[dict[str, Any]] = field(default_factory=list)
-    outputs: dict[str, np.ndarray] = field(default_factory=dict)
+    outputs: dict[str, np.ndarray] = field(default_factory=dict)  # the last value of each output
+    event_outputs: list[dict[str, np.ndarray]] = field(default_factory=list)  # the outputs that came with each event
     error: str | None = None
 
     @property
@@ -57,13 +60,12 @@ def stream(
                 and not response.outputs
             ):
                 return out
+            came = {name: value for name in outputs if (value := result.as_numpy(name)) is not None}
+            out.outputs.update(came)
             event_arr = result.as_numpy("event")
             if event_arr is not None:
                 out.events.append(json.loads(event_arr.reshape(-1)[0]))
-            for name in outputs:
-                value = result.as_numpy(name)
-                if value is not None:
-                    out.outputs[name] = value
+                out.event_outputs.append(came)
             if (
                 response.parameters.get("triton_final_response")
                 and response.parameters["triton_final_response"].bool_param
@@ -72,3 +74,21 @@ def stream(
     finally:
         client.stop_stream()
         client.close()
+
+
+def staggered_streams(url: str, requests: list[dict[str, Any]], *, stagger_s: float = 0.01) -> list[str | None]:
+    """Each request streamed from ``sampler`` on its own thread, the i-th started ``i * stagger_s`` later (so the
+    songs are at different steps when they meet); their errors, None for a song that succeeded."""
+
+    def run(i: int) -> str | None:
+        time.sleep(stagger_s * i)
+        return stream(url, "sampler", requests[i]).error
+
+    with ThreadPoolExecutor(len(requests)) as pool:
+        return list(pool.map(run, range(len(requests))))
+
+
+def batch_counts(triton: Any, model: str) -> tuple[int, int]:
+    """(inferences, executions) Triton has counted for version 1 of ``model``: rows served and batched runs."""
+    stats = triton.model_statistics(model, "1")["model_stats"][0]
+    return int(stats["inference_count"]), int(stats["execution_count"])

@@ -13,20 +13,17 @@
 
 from __future__ import annotations
 
-import json
-import queue
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
 import pytest
 import torch
-import tritonclient.grpc as grpcclient
 import tritonclient.http as httpclient
-from tritonclient.utils import InferenceServerException
 
 from model_repository.acestep_v1.resample import resample
 from tests.model_repository.stems.support import preset_folder, reference, relative_error, song, tiny_model
+from tests.model_repository.streaming import stream
 
 pytestmark = pytest.mark.triton
 TOLERANCE = 1e-4
@@ -34,31 +31,13 @@ TOLERANCE = 1e-4
 
 def separate(url: str, request: dict[str, Any], audio: np.ndarray, timeout: float = 300.0):
     """(events, {stem: audio}, error message or None) of one separator stream."""
-    client = grpcclient.InferenceServerClient(url)
-    responses: queue.Queue = queue.Queue()
-    client.start_stream(callback=lambda result, error: responses.put((result, error)))
-    try:
-        req = grpcclient.InferInput("request", [1], "BYTES")
-        req.set_data_from_numpy(np.array([json.dumps(request).encode()], dtype=np.object_))
-        wave = grpcclient.InferInput("audio", list(audio.shape), "FP32")
-        wave.set_data_from_numpy(audio.astype(np.float32))
-        client.async_stream_infer("separator", [req, wave])
-        events: list[dict[str, Any]] = []
-        stems: dict[str, np.ndarray] = {}
-        while True:
-            result, error = responses.get(timeout=timeout)
-            if error is not None:
-                message = error.message() if isinstance(error, InferenceServerException) else str(error)
-                return events, stems, message
-            event = json.loads(result.as_numpy("event").reshape(-1)[0])
-            events.append(event)
-            if event["type"] == "stem":
-                stems[event["name"]] = result.as_numpy("audio")
-            if event["type"] == "done":
-                return events, stems, None
-    finally:
-        client.stop_stream()
-        client.close()
+    result = stream(url, "separator", request, tensors={"audio": audio}, timeout=timeout)
+    stems = {
+        event["name"]: outputs["audio"]
+        for event, outputs in zip(result.events, result.event_outputs, strict=True)
+        if event["type"] == "stem"
+    }
+    return result.events, stems, result.error
 
 
 @pytest.fixture(scope="module")
