@@ -16,7 +16,7 @@ from orchestrator.routers.bodies import read_body
 from orchestrator.routers.deps import Ctx, User
 from orchestrator.schemas.common import ErrorEnvelope
 from orchestrator.schemas.stems import StemsCreate, StemsCreated
-from orchestrator.services.jobs.stems import ItemSource, StemsSource, UploadSource
+from orchestrator.services.jobs.stems import ClipSource, ItemSource, StemsSource, UploadSource
 
 router = APIRouter(tags=["stems"])
 
@@ -56,15 +56,18 @@ async def create_stems(request: Request, ctx: Ctx, user: User) -> StemsCreated:
     except ValidationError as exc:
         raise validation_error(exc.errors(), StemsCreate) from None
     upload = uploads.get("file")
-    if upload is not None and body.job_id is not None:
-        raise ApiError(422, "file: send a file or a job_id (+ item), not both", field="file")
+    if sum((upload is not None, body.job_id is not None, body.clip_id is not None)) > 1:
+        raise ApiError(422, "file: send one source (a file, a clip_id or a job_id + item), not both", field="file")
     source: StemsSource
     if upload is not None:
         source = UploadSource(upload.data, upload.filename)
     elif body.job_id is not None:
         source = ItemSource(body.job_id, body.item)
+    elif body.clip_id is not None:
+        source = ClipSource(body.clip_id)
     else:
-        raise ApiError(422, "file: upload the song as 'file' (multipart), or name job_id (+ item)", field="file")
+        raise ApiError(422, "file: upload the song as 'file' (multipart), or name clip_id or job_id (+ item)",
+                       field="file")
     job = await ctx.jobs.submit_stems(
         owner=user, source=source, stems=body.stems, method=body.method, callback_url=body.callback_url
     )

@@ -24,7 +24,8 @@ StemsMethod = Literal["demucs"]
 
 
 class StemsCreate(BaseModel):
-    """The source is an uploaded ``file`` (multipart) or ``job_id`` + ``item``: one of your own finished results."""
+    """The source is an uploaded ``file`` (multipart), a ``clip_id`` of yours, or ``job_id`` + ``item``: one of your
+    own finished results."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -40,6 +41,7 @@ class StemsCreate(BaseModel):
     item: Annotated[int, BeforeValidator(_int_text)] = Field(
         default=0, ge=0, le=MAX_BATCH - 1, description="the index of that job's item"
     )
+    clip_id: Text | None = Field(default=None, max_length=64, description="a clip of yours (GET /v1/clips) to separate")
     callback_url: CallbackUrl = Field(default=None, description="webhook for status changes (http/https)")
 
     @model_validator(mode="after")
@@ -69,7 +71,7 @@ class StemFile(BaseModel):
 
 
 class StemsSource(BaseModel):
-    kind: Literal["upload", "item"]
+    kind: Literal["upload", "item", "clip"]
     filename: str | None = None
     job_id: str | None = None
     item: int | None = None

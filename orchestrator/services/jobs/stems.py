@@ -32,9 +32,11 @@ from orchestrator.db import Job
 from orchestrator.errors import ApiError
 from orchestrator.families import STEM_SETS, STEM_SETS_FOR_SOURCES, STEMS_MAX_SECONDS, STEMS_NETWORKS
 from orchestrator.media.audio import SAMPLE_RATE, encode_audio
+from orchestrator.services import clips
+from orchestrator.services.clips import decode_source
 from orchestrator.services.jobs.engine import Run, StageFailedError, job_dir
 from orchestrator.services.jobs.stages import StagedPipeline
-from orchestrator.services.jobs.submit import Submitter, decode_source
+from orchestrator.services.jobs.submit import Submitter
 from orchestrator.services.storage import DiskFullError, disk_guard, load_upload, save_upload
 from orchestrator.services.triton import StageGateway
 
@@ -63,7 +65,14 @@ class ItemSource:
     item: int = 0
 
 
-StemsSource = UploadSource | ItemSource
+@dataclass(frozen=True)
+class ClipSource:
+    """A clip of the caller's (``services/clips.py``): its 48 kHz source audio is separated."""
+
+    clip_id: str
+
+
+StemsSource = UploadSource | ItemSource | ClipSource
 
 
 async def offered_stem_sets(gateway: StageGateway, separator: str) -> tuple[int, ...] | None:
@@ -143,6 +152,10 @@ async def submit_stems(
     if isinstance(source, UploadSource):
         data, field = source.data, source.field
         record: dict[str, Any] = {"kind": "upload", "filename": source.filename}
+    elif isinstance(source, ClipSource):
+        clip = await clips.get_clip(submitter.deps.sessions, owner=owner, clip_id=source.clip_id, field="clip_id")
+        data = await asyncio.to_thread(clips.read_source_bytes, submitter.deps.settings, clip, "clip_id")
+        record, field = {"kind": "clip", "clip_id": clip.public_id}, "clip_id"
     else:
         (data, record), field = await _item_bytes(submitter, owner, source), "job_id"
     wave = await decode_source(field, data, max_seconds=STEMS_MAX_SECONDS)
