@@ -31,6 +31,7 @@ from orchestrator.routers import (
     auth,
     chat,
     clips,
+    edits,
     events,
     files,
     health,
@@ -185,7 +186,9 @@ def create_app(settings: Settings | None = None, *, gateway: StageGateway | None
         logger.exception("unhandled error on %s %s", request.method, request.url.path)
         return JSONResponse(error_body(500, f"internal error: {type(exc).__name__}"), status_code=500)
 
-    for module in (health, auth, song, library, site, acestep, acestep_compat, chat, clips, stems, events, files):
+    for module in (
+        health, auth, song, library, site, acestep, acestep_compat, chat, clips, edits, stems, events, files
+    ):
         app.include_router(module.router)
     app.include_router(producer.router)  # its routes answer in the seed's envelope, errors too
     ops.install(app)  # request ids, /metrics, database outages as 503 (before the page's catch-all mount)

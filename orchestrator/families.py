@@ -31,6 +31,7 @@ from model_repository.facts.families import (
     FamilyFacts,
     family_facts,
     model_aliases,
+    variant_kind,
 )
 from model_repository.facts.stems import MAX_SECONDS as STEMS_MAX_SECONDS
 from model_repository.facts.stems import NETWORK_FOR_SOURCES as STEMS_NETWORKS
@@ -61,6 +62,7 @@ __all__ = [
     "clamp_duration",
     "family_facts",
     "parse_model",
+    "variant_kind",
 ]
 
 

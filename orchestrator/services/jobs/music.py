@@ -5,6 +5,9 @@
 2. ``metadata`` — the user's values win, then the inspiration's; the ``lm`` fills what is missing ("metadata" mode)
                   or, with ``thinking``, also writes the 5 Hz audio codes ("thinking" mode; the user's codes win).
 3. ``audio``, 4. ``post`` — shared (``stages.py``, ``post.py``).
+
+An edit action's job (``params["edit"]``, ``edits.py``) adds ``stems`` before the metadata and ``splice`` or ``mix``
+after the audio (``edit_stages.py``).
 """
 
 from __future__ import annotations
@@ -14,8 +17,10 @@ from typing import Any
 
 from orchestrator.families import clamp_duration
 from orchestrator.schemas.acestep import TASKS_WITHOUT_LM_CODES
-from orchestrator.services.jobs.engine import Run
-from orchestrator.services.jobs.stages import META_KEYS, StagedPipeline, normal_meta
+from orchestrator.services.jobs.edit_stages import EditStages
+from orchestrator.services.jobs.engine import Run, StageEngine
+from orchestrator.services.jobs.post import Post
+from orchestrator.services.jobs.stages import META_KEYS, SharedStages, StagedPipeline, normal_meta
 
 
 def _user_meta(p: Mapping[str, Any]) -> dict[str, Any]:
@@ -41,12 +46,23 @@ def _lm_sampling(p: Mapping[str, Any]) -> dict[str, Any]:
 class MusicPipeline(StagedPipeline):
     kind = "music"
 
+    def __init__(self, engine: StageEngine, stages: SharedStages, post: Post) -> None:
+        super().__init__(engine, stages, post)
+        self._edits = EditStages(engine)
+
     async def run(self, run: Run) -> None:
         engine, p = self._engine, run.params
+        edit = p.get("edit") or {}  # an edit action's job (services/jobs/edits.py)
         if p.get("sample_mode") or p.get("sample_query"):
             await engine.stage(run, "lyrics", self._inspire)
+        if edit.get("keep_stem"):
+            await engine.stage(run, "stems", self._edits.separate_source)
         await engine.stage(run, "metadata", self._metadata)
         await engine.stage(run, "audio", self._stages.audio)
+        if edit.get("windows"):
+            await engine.stage(run, "splice", self._edits.splice)
+        if edit.get("keep_stem"):
+            await engine.stage(run, "mix", self._edits.mix)
         await engine.stage(run, "post", self._post.post)
         await self._post.succeed(run)
 

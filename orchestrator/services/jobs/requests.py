@@ -63,6 +63,7 @@ class Acestep15Request(SamplerRequest):
     audio_codes: str | list[str] | None = None
     repainting_start: float | None = None
     repainting_end: float | None = None
+    lyric_guidance: float | None = None  # set by the edits' lyrics_strength (services/jobs/edits.py)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -72,6 +73,9 @@ class AcestepV1Request(SamplerRequest):
     shift: float | None = None
     repaint_start: float | None = None
     repaint_end: float | None = None
+    # v1's double-condition guidance, set by the edits' lyrics_strength (services/jobs/edits.py)
+    guidance_scale_text: float | None = None
+    guidance_scale_lyric: float | None = None
 
 
 def _repaint_end(p: Mapping[str, Any]) -> Any:
@@ -172,6 +176,7 @@ class Acestep15Requests(FamilyRequests):
             audio_codes=state.get("codes"),
             repainting_start=p["repainting_start"] if repaint else None,
             repainting_end=_repaint_end(p) if repaint else None,
+            lyric_guidance=p.get("lyric_guidance"),
         )
 
 
@@ -220,6 +225,7 @@ class AcestepV1Requests(FamilyRequests):
         common = self._common(p, state, duration=min(float(meta["duration"]), self.facts.max_duration_s))
         if kind != "music":
             return AcestepV1Request(**common)
+        common |= {key: p.get(key) for key in ("guidance_scale_text", "guidance_scale_lyric")}
         if p["task_type"] != "repaint":
             return AcestepV1Request(**common, shift=p["shift"])
         end = _repaint_end(p)

@@ -159,8 +159,15 @@ class Submitter:
         return await self._insert(kind="song", owner=owner, params=params, callback_url=callback_url)
 
     async def submit_music(
-        self, *, owner: str, body: MusicGenerateCreate, uploads: Mapping[str, bytes] | None = None
+        self,
+        *,
+        owner: str,
+        body: MusicGenerateCreate,
+        uploads: Mapping[str, bytes] | None = None,
+        extra_params: Mapping[str, Any] | None = None,
     ) -> Job:
+        """``extra_params``: set by the edit actions (``edits.py``: the ``edit`` plan and sampler fields the API has
+        no name for), stored in the job's params beside the body's."""
         await self.admit(owner)
         callback_url = await self._webhooks.validate(body.callback_url)
         requested = body.model or self._settings.default_model
@@ -202,6 +209,7 @@ class Submitter:
         )
         params.pop("src_audio_path", None)
         params.pop("reference_audio_path", None)
+        params.update(extra_params or {})
         if parent_clip_id:  # lineage of the clips this job makes (services/clips.py); an edit's own params win
             params["parent_clip_id"] = parent_clip_id
         public_id = str(uuid.uuid4())
