@@ -1,7 +1,9 @@
 """The stems job (kind ``stems``): one song split into stems by the served ``separator``: separate → post.
 
-Submission (:func:`submit_stems`, ``POST /v1/stems``): the source is an upload or a finished item of the caller's
-own (``job_id`` + ``item``; another user's job is a 404, like one that never existed). The stem set is checked
+Submission (:func:`submit_stems`, ``POST /v1/stems``): the source is an upload (which becomes a clip), one of the
+caller's clips (``clip_id``) or a finished item of theirs (``job_id`` + ``item``); another user's job or clip is a
+404, like one that never existed. The stems become clips (action ``stems``, parent: the source's clip). The stem
+set is checked
 against what the deployment serves (:func:`offered_stem_sets`: 2 and 4 with any stems network, 6 only with a
 6-source one, read from Triton's repository index and cached for a few seconds); the audio's header is read before
 it is decoded (not audio, longer than the separator's 600 s → 422 naming the field), and a silent file is refused.
@@ -141,7 +143,8 @@ async def submit_stems(
     callback_url: str | None = None,
 ) -> Job:
     """A queued stems job of ``owner``'s for ``source`` in stem set ``stems``; an :class:`ApiError` naming the field
-    otherwise (``stems``, ``file``, ``job_id``, ``item``)."""
+    otherwise (``stems``, ``file``, ``clip_id``, ``job_id``, ``item``; another user's job or clip is a 404). An
+    upload becomes a clip of its own; the stems become clips (action ``stems``) whose parent is the source's clip."""
     if stems not in STEM_SETS:
         raise ApiError(422, f"stems: {stems!r}; allowed: {', '.join(map(str, STEM_SETS))}", field="stems")
     if method != "demucs":
@@ -163,6 +166,12 @@ async def submit_stems(
     if peak < SILENCE_PEAK:
         db = "-inf" if peak == 0 else f"{20 * np.log10(peak):.0f}"
         raise ApiError(422, f"{field}: the audio is silent (peak {db} dBFS); there is nothing to separate", field=field)
+    if isinstance(source, UploadSource):  # every upload becomes a clip (services/clips.py): the stems' parent
+        clip = await clips.create_upload_clip(
+            submitter.deps.settings, submitter.deps.sessions, owner=owner, data=data, title=source.filename,
+            field=field, quota=submitter.quota,
+        )
+        record["clip_id"] = clip.public_id
     public_id = str(uuid.uuid4())
     directory = job_dir(submitter.deps.settings, public_id)
     params = {

@@ -82,11 +82,21 @@ async def test_upload_and_item_stems_on_real_triton(triton, tmp_path) -> None:
             r = await _submit(client, headers, data=_wav(audio), stems=2, callback_url=receiver.url)
             assert r.status_code == 202, r.text
             two_id = r.json()["job_id"]
-            r = await _submit(client, headers, data=_wav(audio), stems=4)
-            four_id = r.json()["job_id"]
+            four_id = (await _submit(client, headers, data=_wav(audio), stems=4)).json()["job_id"]
+            six_id = (await _submit(client, headers, data=_wav(audio), stems=6)).json()["job_id"]  # stems_6s
             two, four = await _finished(client, headers, two_id), await _finished(client, headers, four_id)
+            six = await _stems(client, headers, await _finished(client, headers, six_id))
+            assert list(six) == ["drums", "bass", "other", "vocals", "guitar", "piano"]
+            assert all(wave.shape == audio.shape and np.isfinite(wave).all() for wave in six.values())
 
             assert two["kind"] == "stems" and two["result"]["source"]["kind"] == "upload"
+            # The upload became a clip, and each stem a clip of it (action stems).
+            upload_clip = two["result"]["source"]["clip_id"]
+            parent = (await client.get(f"/v1/clips/{upload_clip}", headers=headers)).json()
+            assert parent["action"] == "upload" and parent["origin"] == "upload"
+            for stem in two["result"]["items"]:
+                clip = (await client.get(f"/v1/clips/{stem['clip_id']}", headers=headers)).json()
+                assert (clip["action"], clip["parent_id"], clip["job_id"]) == ("stems", upload_clip, two_id)
             got2, got4 = await _stems(client, headers, two), await _stems(client, headers, four)
             assert list(got2) == ["vocals", "instrumental"] and list(got4) == ["drums", "bass", "other", "vocals"]
             assert all(wave.shape == audio.shape for wave in (*got2.values(), *got4.values()))
@@ -102,8 +112,9 @@ async def test_upload_and_item_stems_on_real_triton(triton, tmp_path) -> None:
             r = await _submit(client, headers, job_id=two_id, item=0, stems=2)
             assert r.status_code == 202, r.text
             again = await _finished(client, headers, r.json()["job_id"])
-            assert again["result"]["source"] | {"clip_id": None} == {
-                "kind": "item", "job_id": two_id, "item": 0, "filename": None, "clip_id": None}
+            vocals_clip = two["result"]["items"][0]["clip_id"]
+            assert again["result"]["source"] == {
+                "kind": "item", "job_id": two_id, "item": 0, "filename": None, "clip_id": vocals_clip}
             assert (await _stems(client, headers, again))["vocals"].shape == audio.shape
             bob = await login(client, "bob")
             r = await _submit(client, bob, job_id=two_id, item=0, stems=2)
