@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from typing import Any, Literal, get_args
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -135,6 +136,12 @@ class MusicGenerateCreate(BaseModel):
     audio_cover_strength: float = Field(default=1.0, ge=0.0, le=1.0)
     track_name: TrackClass | None = None
     complete_track_classes: list[TrackClass] | None = Field(default=None, max_length=12)
+    track_names: list[TrackClass] | None = Field(
+        default=None,
+        max_length=12,
+        description="task_type 'extract' only: several track classes from one source as one batch (one item per "
+        "class, named by it; they share the seed and every DiT step); needs a base checkpoint",
+    )
     callback_url: CallbackUrl = None
 
     @field_validator("vocal_language")
@@ -205,7 +212,7 @@ class MusicGenerateCreate(BaseModel):
         parse_model(value)  # raises naming the accepted forms
         return value.strip()
 
-    @field_validator("complete_track_classes", mode="before")
+    @field_validator("complete_track_classes", "track_names", mode="before")
     @classmethod
     def _track_list(cls, value: Any) -> Any:
         # Form clients send lists as "drums,bass" (JavaScript's String(array)).
@@ -237,7 +244,21 @@ class MusicGenerateCreate(BaseModel):
             and self.repainting_end <= self.repainting_start
         ):
             raise ValueError("repainting_end: must be greater than repainting_start (or -1 for the end)")
+        if self.track_names:
+            self._check_track_names(self.track_names)
         return self
+
+    def _check_track_names(self, names: Sequence[str]) -> None:
+        if self.task_type != "extract":
+            raise ValueError(f"track_names: applies to task_type 'extract' only, not '{self.task_type}'")
+        if len(set(names)) != len(names):
+            raise ValueError(f"track_names: names a class twice: {', '.join(names)}")
+        if self.track_name:
+            raise ValueError("track_names: send track_name (one class) or track_names (several), not both")
+        if self.instruction:
+            raise ValueError("track_names: each class gets its own extract instruction; remove instruction")
+        if self.batch_size not in (None, len(names)):
+            raise ValueError(f"batch_size: must be {len(names)} (one item per track_names entry) or absent")
 
     @property
     def codes_list(self) -> list[str]:
@@ -274,6 +295,9 @@ class JobResultPublic(BaseModel):
     )
     # One per audio path when the request set align_lyrics (null otherwise).
     alignment: list[ItemLyrics] | None = None
+    track_names: list[str] | None = Field(
+        default=None, description="with track_names: each audio path's track class, in order (null otherwise)"
+    )
 
 
 class JobPublic(BaseModel):

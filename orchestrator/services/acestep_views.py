@@ -89,6 +89,7 @@ def job_result(job: Job, auth: AuthService) -> JobResultPublic | None:
         caption=result.get("caption"),
         **model_report(job),
         alignment=timed or None,
+        track_names=[str(item["track_name"]) for item in result.get("items", []) if "track_name" in item] or None,
     )
 
 
@@ -141,6 +142,7 @@ def query_result_entry(job: Job, auth: AuthService) -> dict[str, Any]:
                     "stage": "succeeded",
                 }
                 | timing
+                | ({"track_name": result.track_names[index]} if result.track_names else {})
             )
     else:
         entries.append(

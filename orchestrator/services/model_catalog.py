@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from orchestrator.errors import ApiError
-from orchestrator.families import FAMILY_FACTS, ModelChoice, checkpoint_name
+from orchestrator.families import FAMILY_FACTS, ModelChoice, checkpoint_name, variant_kind
 from orchestrator.schemas.acestep import music_task_types
 from orchestrator.services.triton import StageGateway
 from orchestrator.settings import Settings
@@ -111,6 +111,50 @@ def resolve_model(choice: ModelChoice, requested: str, described: Mapping[str, A
     return ResolvedModel(choice.family, default, requested, fallback=True)
 
 
+def _kind(details: Mapping[str, Any] | None) -> str:
+    return variant_kind((details or {}).get("variant"), is_turbo=(details or {}).get("is_turbo"))
+
+
+def set_task_types(family: str, details: Mapping[str, Any] | None) -> list[str]:
+    """The API's task types a version set runs: its family's, less those its DiT variant was not trained for
+    (turbo and SFT have no extract/lego/complete; the facts' ``task_variants``)."""
+    facts = FAMILY_FACTS[family]
+    kind = _kind(details)
+    return [t for t in music_task_types(family) if kind in (facts.variants_for(t) or (kind,))]
+
+
+async def ensure_task_variant(
+    gateway: StageGateway, sampler_model: str, task_type: str, resolved: ResolvedModel
+) -> None:
+    """:func:`check_task_variant` against the sampler's catalog, looked up only for a task type some variants lack."""
+    if FAMILY_FACTS[resolved.family].variants_for(task_type) is not None:
+        described, _ = await describe_models(gateway, sampler_model)
+        check_task_variant(task_type, resolved, described)
+
+
+def check_task_variant(task_type: str, resolved: ResolvedModel, described: Mapping[str, Any] | None) -> None:
+    """Before any work: a task type that the version set's DiT variant cannot run (extract/lego/complete need a base
+    DiT) is a 422 naming ``task_type``, the variant needed and the served set that has it. Without a catalog the
+    sampler refuses it itself (same words)."""
+    facts = FAMILY_FACTS[resolved.family]
+    needed = facts.variants_for(task_type)
+    info = ((described or {}).get("families") or {}).get(resolved.family)
+    if needed is None or info is None:
+        return
+    sets = info.get("version_sets") or {}
+    name = resolved.version_set or info.get("default_version_set") or ""
+    entry = sets.get(name) or {}
+    served = {n: _kind(d) for n, d in sets.items()}
+    refusal = facts.variant_refusal(
+        task_type, version_set=name, variant=entry.get("variant"), is_turbo=entry.get("is_turbo"), served=served
+    )
+    if refusal is None:
+        return
+    able = sorted(n for n, kind in served.items() if kind in needed)
+    fix = f"; set model to {checkpoint_name(resolved.family, able[0])!r}" if able else ""
+    raise ApiError(422, f"task_type: {refusal} (model {resolved.requested!r}){fix}", field="task_type")
+
+
 # --- the LM ----------------------------------------------------------------------------------------------------------
 def served_lm(triton_models: list[dict[str, Any]], lm_model: str) -> list[str]:
     """The READY versions of the ``lm`` model, newest first (Triton sends a request to the newest)."""
@@ -191,7 +235,6 @@ def checkpoint_entries(
     entries: list[dict[str, Any]] = []
     families = (described or {}).get("families") or {}
     for family in FAMILY_FACTS:
-        tasks = list(music_task_types(family))
         if described is None:
             sets: list[tuple[str | None, Mapping[str, Any]]] = [(None, {})]
         elif family in families:
@@ -207,7 +250,9 @@ def checkpoint_entries(
                     "version_set": name,
                     "is_default": family == default.family and name == default.version_set,
                     "is_loaded": sampler_ready,
-                    "supported_task_types": tasks,
+                    "supported_task_types": set_task_types(family, details) if name else list(
+                        music_task_types(family)
+                    ),
                     "versions": details.get("versions"),
                 }
             )
@@ -242,6 +287,7 @@ def model_listing(described: Mapping[str, Any] | None, default: ModelChoice) -> 
                     "model": f"{family}:{name}",
                     "checkpoint": checkpoint_name(family, name),
                     "variant": (details or {}).get("variant"),
+                    "task_types": set_task_types(family, details),
                     "versions": (details or {}).get("versions"),
                     "is_default": name == (default.version_set or info.get("default_version_set"))
                     and family == default.family,

@@ -138,11 +138,14 @@ async def test_models_lists_both_families_from_the_real_sampler(triton, tmp_path
         models = (await client.get("/v1/models", headers=headers)).json()["data"]
         assert models["catalog_error"] is None and models["default_model"] == "acestep-v15-turbo"
         names = {m["name"] for m in models["models"]}
-        assert names == {"acestep-v15-turbo", "acestep-v15-sft", "ACE-Step-v1-3.5B"}
+        assert names == {"acestep-v15-turbo", "acestep-v15-sft", "acestep-v15-base", "ACE-Step-v1-3.5B"}
         assert all(m["is_loaded"] for m in models["models"])
         by_name = {m["name"]: m for m in models["families"]}
         assert by_name["acestep15"]["served"] and by_name["acestep_v1"]["served"]
-        assert [s["model"] for s in by_name["acestep15"]["version_sets"]] == ["acestep15:sft", "acestep15:turbo"]
+        sets = by_name["acestep15"]["version_sets"]
+        assert [s["model"] for s in sets] == ["acestep15:base", "acestep15:sft", "acestep15:turbo"]
+        # the track tasks on the base DiT only (upstream's TASK_TYPES_BASE / TASK_TYPES_TURBO)
+        assert {s["name"]: "extract" in s["task_types"] for s in sets} == {"base": True, "sft": False, "turbo": False}
         assert [s["model"] for s in by_name["acestep_v1"]["version_sets"]] == ["acestep_v1:base"]
         assert by_name["acestep_v1"]["version_sets"][0]["versions"]["v1_dit"] == "1"
 

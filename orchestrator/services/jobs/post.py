@@ -63,11 +63,14 @@ class Post:
         fmt = p["audio_format"]
         total = int(audio.shape[0])
         await self._engine.update(run, progress={"stage": "encode", "step": 0, "total": total})
+        # A track batch (extract of several classes): item i is class tracks[i], its file named by it (drums.wav).
+        tracks = list(info.get("track_names") or [])
 
         def encode(index: int) -> dict[str, Any]:
-            target = directory / f"item_{index}{_AUDIO_EXT[fmt]}"
+            stem = tracks[index] if index < len(tracks) else f"item_{index}"
+            target = directory / f"{stem}{_AUDIO_EXT[fmt]}"
             written = encode_audio(audio[index], sample_rate=info["sample_rate"], fmt=fmt, path=target)
-            return {
+            return ({"track_name": tracks[index]} if index < len(tracks) else {}) | {
                 "index": index,
                 "file": written.name,
                 "format": fmt,

@@ -64,6 +64,14 @@ class Acestep15Request(SamplerRequest):
     repainting_start: float | None = None
     repainting_end: float | None = None
     lyric_guidance: float | None = None  # set by the edits' lyrics_strength (services/jobs/edits.py)
+    # extract of several classes as one batch: one item per class, all from the first seed (the sampler's rule)
+    track_names: list[str] | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        out = super().to_json()
+        if self.track_names:
+            out |= {"seeds": self.seeds[:1], "batch_size": len(self.track_names)}
+        return out
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -172,6 +180,7 @@ class Acestep15Requests(FamilyRequests):
             instruction=p.get("instruction"),
             track_name=p.get("track_name"),
             complete_track_classes=p.get("complete_track_classes"),
+            track_names=p.get("track_names") or None,
             audio_cover_strength=p["audio_cover_strength"],
             audio_codes=state.get("codes"),
             repainting_start=p["repainting_start"] if repaint else None,

@@ -152,6 +152,8 @@ class SharedStages:
             "guidance_applied": bool(done.get("guidance_applied", True)),
             # Per item {lrc, aligned_lyrics, alignment_score} when the request set align_lyrics.
             "alignment": done.get("alignment"),
+            # Item i's track class when the request extracted several (track_names).
+            "track_names": done.get("track_names"),
         }
 
 

@@ -33,7 +33,13 @@ from orchestrator.services.clips import decode_source  # stems.py takes it from 
 from orchestrator.services.jobs.engine import JobDeps, job_dir
 from orchestrator.services.jobs.requests import for_family
 from orchestrator.services.limits import RateLimits
-from orchestrator.services.model_catalog import ResolvedModel, describe_models, resolve_lm, resolve_model
+from orchestrator.services.model_catalog import (
+    ResolvedModel,
+    describe_models,
+    ensure_task_variant,
+    resolve_lm,
+    resolve_model,
+)
 from orchestrator.services.storage import DiskFullError, StorageQuota, save_upload
 
 # Item i's seed wraps within the seeds every backend takes.
@@ -177,6 +183,7 @@ class Submitter:
         resolved = await self._resolve_model(choice, requested)
         family = for_family(choice.family)
         family.check_music(body, choice)
+        await ensure_task_variant(self._gateway, self._settings.sampler_model, body.task_type, resolved)
         lm = None
         if body.lm_model_path or body.lm_backend:
             lm = resolve_lm(
@@ -194,7 +201,8 @@ class Submitter:
                 field="src_audio",
             )
         decoded = {name: await decode_source(name, data, max_seconds=MAX_DURATION_S) for name, data in sources.items()}
-        batch = body.batch_size or self._settings.default_batch_size
+        # A track batch (track_names) holds one item per class.
+        batch = len(body.track_names or []) or body.batch_size or self._settings.default_batch_size
         params = body.model_dump(mode="json")
         params["batch_size"] = batch
         params["seeds"] = pick_seeds(batch, None if body.use_random_seed else body.seed)

@@ -17,7 +17,7 @@ from orchestrator.services.triton import ModelEvent
 from tests.orchestrator.doubles import StageRunnerDouble
 from tests.orchestrator.support import wait_for
 
-# What the tiny repository's sampler describes (two 1.5 sets, v1's base), with network versions.
+# What the tiny repository's sampler describes (three 1.5 sets, v1's base), with network versions.
 CATALOG = {
     "type": "done",
     "default_family": "acestep15",
@@ -27,6 +27,7 @@ CATALOG = {
             "version_sets": {
                 "turbo": {"variant": "turbo", "versions": {"dit": "1", "vae_decoder": "1"}},
                 "sft": {"variant": "sft", "versions": {"dit": "2", "vae_decoder": "1"}},
+                "base": {"variant": "base", "versions": {"dit": "3", "vae_decoder": "1"}},
             },
         },
         "acestep_v1": {"default_version_set": "base", "version_sets": {"base": {"versions": {"v1_dit": "1"}}}},
@@ -56,7 +57,7 @@ class DescribingDouble(StageRunnerDouble):
         rows = await super().models()
         rows += [
             {"name": name, "version": version, "state": "READY", "reason": "", "server": self.name}
-            for name, version in (("dit", "1"), ("dit", "2"), ("vae_decoder", "1"), ("v1_dit", "1"))
+            for name, version in (("dit", "1"), ("dit", "2"), ("dit", "3"), ("vae_decoder", "1"), ("v1_dit", "1"))
         ]
         return rows
 

@@ -63,10 +63,13 @@ async def test_inventory_init_and_lm_helpers(tmp_path) -> None:
         assert (await client.get("/health")).status_code == 200
         inventory = (await client.get("/v1/model_inventory")).json()["data"]
         names = [m["name"] for m in inventory["models"]]
-        assert names == ["acestep-v15-sft", "acestep-v15-turbo", "ACE-Step-v1-3.5B"]
+        assert names == ["acestep-v15-base", "acestep-v15-sft", "acestep-v15-turbo", "ACE-Step-v1-3.5B"]
         assert inventory["default_model"] == "acestep-v15-turbo"
-        loaded = next(m for m in inventory["models"] if m["is_loaded"])
-        assert "lego" in loaded["supported_task_types"]  # modelSupportsTaskType('lego')
+        by_name = {m["name"]: m for m in inventory["models"]}
+        # modelSupportsTaskType('lego'): the base DiT only, as upstream's TASK_TYPES_BASE / TASK_TYPES_TURBO say
+        assert "lego" in by_name["acestep-v15-base"]["supported_task_types"]
+        assert "lego" not in by_name["acestep-v15-turbo"]["supported_task_types"]
+        assert by_name["acestep-v15-sft"]["supported_task_types"] == ["text2music", "cover", "repaint"]
         v1 = next(m for m in inventory["models"] if m["name"] == "ACE-Step-v1-3.5B")
         assert "lego" not in v1["supported_task_types"]
         assert inventory["llm_initialized"] and inventory["loaded_lm_model"] == "lm:1"
@@ -75,7 +78,7 @@ async def test_inventory_init_and_lm_helpers(tmp_path) -> None:
                                   headers=JSON_HEADERS)).json()["data"]
         assert init["message"] == "acestep-v15-sft is loaded" and init["models"]
         bad = await client.post("/v1/init", content=json.dumps({"model": "acestep-v15-xl-sft"}), headers=JSON_HEADERS)
-        assert bad.status_code == 422 and "served: sft, turbo" in bad.json()["error"]["message"]
+        assert bad.status_code == 422 and "served: base, sft, turbo" in bad.json()["error"]["message"]
 
         param_obj = json.dumps({"language": "en", "bpm": 120, "duration": 30, "key": "D minor"})
         request = {"prompt": "funk", "lyrics": "[Verse]\nget up", "param_obj": param_obj}
@@ -105,9 +108,9 @@ async def test_lego_with_upload_then_add_a_track_from_the_result(tmp_path) -> No
         polled = await poll_query_result(client, first)
         assert polled.entry["status"] == 1
         item = polled.items[0]
-        # base models are published upstream but not served here: it ran on the default, and says so
-        assert item["dit_model"] == "acestep-v15-turbo" and item["model"]["requested"] == "acestep-v15-base"
-        assert item["model"]["fallback"] is True and item["seed_value"] == "1234"
+        # lego needs the base DiT: the served base set ran it
+        assert item["dit_model"] == "acestep-v15-base" and item["model"]["requested"] == "acestep-v15-base"
+        assert item["model"]["fallback"] is False and item["seed_value"] == "1234"
         file = item["file"]
         assert file.startswith("/v1/")
         audio = await client.get(f"http://tritone.test{file}")  # `${base}${audioPath}`, no headers
@@ -124,4 +127,4 @@ async def test_lego_with_upload_then_add_a_track_from_the_result(tmp_path) -> No
         assert r.status_code == 422 and r.json()["error"]["field"] == "src_audio_path"
     lego_calls = [req for m, req in double.calls if m == "sampler" and "seeds" in req]
     assert [c["track_name"] for c in lego_calls] == ["drums", "bass"]
-    assert all(c["task_type"] == "lego" and c["version_set"] == "turbo" for c in lego_calls)
+    assert all(c["task_type"] == "lego" and c["version_set"] == "base" for c in lego_calls)

@@ -88,9 +88,10 @@ async def test_every_upstream_name_runs_and_reports_what_ran(tmp_path, name) -> 
         r = await client.post("/v1/music/generate", json={"caption": "x", "model": name, **META}, headers=headers)
         assert r.status_code == 200, r.text
         result = (await _job(client, headers, r.json()["job_id"]))["result"]
-    ran = {"acestep-v15-sft": "acestep-v15-sft"}.get(name, "acestep-v15-turbo")
+    served = ("acestep-v15-turbo", "acestep-v15-sft", "acestep-v15-base")
+    ran = name if name in served else "acestep-v15-turbo"
     assert result["dit_model"] == ran and result["model"]["requested"] == name
-    assert result["model"]["fallback"] is (name not in ("acestep-v15-turbo", "acestep-v15-sft"))
+    assert result["model"]["fallback"] is (name not in served)
 
 
 async def test_pins_and_names_that_are_no_model(tmp_path) -> None:
@@ -99,8 +100,8 @@ async def test_pins_and_names_that_are_no_model(tmp_path) -> None:
         headers = {"X-API-Key": KEY}
         for body, field, text in (
             ({"model": "acestep-v16-mega"}, "model", "must be a model family"),
-            ({"model": "acestep-v15-turbo@canary"}, "model", "served: sft, turbo"),
-            ({"version_set": "xl-base"}, "model", "served: sft, turbo"),
+            ({"model": "acestep-v15-turbo@canary"}, "model", "served: base, sft, turbo"),
+            ({"version_set": "xl-base"}, "model", "served: base, sft, turbo"),
         ):
             r = await client.post("/v1/music/generate", json={"caption": "x", **META, **body}, headers=headers)
             assert r.status_code == 422 and r.json()["error"]["field"] == field, r.text
