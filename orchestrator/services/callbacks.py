@@ -4,6 +4,7 @@ callback user never has to poll.
 - ``song`` jobs: ``result`` is the song API's status object (``GET /v1/song/status``'s ``data``);
 - ``music`` jobs: the ACE-Step API's result (``GET /v1/jobs/{id}``'s ``result``) plus ``title``, ``metadata`` and
   ``items`` (one per audio file: ``audio_url``, ``file``, ``format``, ``duration``, ``seed``, lyric timing);
+- ``stems`` jobs: the stems result (``GET /v1/jobs/{id}``'s ``result``: each stem's ``name`` and ``url``, ``zip_url``);
 - other kinds: ``title``, ``metadata``, ``lyrics``, ``caption``, ``cover_url`` and ``items`` from the job's result.
 
 A job whose params name a ``callback_format`` that an API registered (:meth:`CallbackPayloads.register`; the Producer
@@ -20,6 +21,7 @@ from typing import Any
 from orchestrator.db import Job
 from orchestrator.services import acestep_views, views
 from orchestrator.services.auth import AuthService
+from orchestrator.services.stems_views import stems_result
 from orchestrator.settings import Settings
 
 # (the finished job) -> its final callback's payload (merged into the webhook body)
@@ -82,6 +84,13 @@ class CallbackPayloads:
                 item["lrc_url"] = absolute(settings, item["lrc_url"])
             status["cover_url"] = absolute(settings, status["cover_url"])
             return status
+        stems = stems_result(job, auth) if job.kind == "stems" else None
+        if stems is not None:  # each stem's name and link, and the zip's
+            shown = stems.model_dump()
+            shown["zip_url"] = absolute(settings, shown["zip_url"])
+            for stem in shown["items"]:
+                stem["url"] = absolute(settings, stem["url"])
+            return shown
         result = job.result or {}
         cover = result.get("cover")
         summary = {

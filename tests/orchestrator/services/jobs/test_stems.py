@@ -129,6 +129,9 @@ async def test_upload_and_item_stems_on_real_triton(triton, tmp_path) -> None:
         await wait_for(final_seen, timeout=20, what="the done webhook")
     events = [json.loads(b) for _, b in receiver.deliveries]
     assert [e.get("stage") for e in events if e.get("event") == "stage"] == ["separate", "post"]
+    final = next(e for e in events if e.get("event") == "done")["result"]  # the stems as GET /v1/jobs shows them
+    assert final["zip_url"].startswith(f"/v1/files/{two_id}/stems.zip?")
+    assert [s["name"] for s in final["items"]] == ["vocals", "instrumental"] and final["kind"] == "stems"
     engine = make_engine(settings.resolved_database_url)
     async with make_sessionmaker(engine)() as session:
         job = await store.get_job(session=session, public_id=four_id)
