@@ -212,7 +212,8 @@ model_transaction_policy {{ decoupled: true }}
 input [
   {{ name: "request" data_type: TYPE_STRING dims: [ 1 ] }},
   {{ name: "src_audio" data_type: TYPE_FP32 dims: [ 2, -1 ] optional: true }},
-  {{ name: "reference_audio" data_type: TYPE_FP32 dims: [ 2, -1 ] optional: true }}
+  {{ name: "reference_audio" data_type: TYPE_FP32 dims: [ 2, -1 ] optional: true }},
+  {{ name: "src_latents" data_type: TYPE_FP32 dims: [ -1, -1 ] optional: true }}
 ]
 output [
   {{ name: "event" data_type: TYPE_STRING dims: [ 1 ] }},

@@ -177,6 +177,7 @@ class SongRunner(RunnerBase[Assets]):
         *,
         src_audio: np.ndarray | None = None,
         reference_audio: np.ndarray | None = None,
+        src_latents: np.ndarray | None = None,
         progress: Progress = lambda event: None,
         cancelled: IsCancelled = lambda: False,
     ) -> SongSteps:
@@ -231,7 +232,7 @@ class SongRunner(RunnerBase[Assets]):
             non_cover = yield from self._conditions(vs, versions, [nc_text], nc_lyrics, refer)
 
         src, frames = yield from self._source_latents(
-            vs, versions, task, parsed_codes, src_audio, frames, generator, batch
+            vs, versions, task, parsed_codes, src_audio, frames, generator, batch, src_latents
         )
         chunk = _chunk_mask(task, req, frames, fps, has_src=src_audio is not None)
         if task == "repaint" and src_audio is not None:
@@ -323,8 +324,9 @@ class SongRunner(RunnerBase[Assets]):
         frames: int,
         generator: torch.Generator,
         batch: int,
+        src_latents: np.ndarray | None = None,
     ) -> Calls[tuple[np.ndarray, int]]:
-        """[B, T, C] source latents and the final length T."""
+        """[B, T, C] source latents and the final length T (``src_latents``: the source's own, used as they are)."""
         pool = int(self.assets.dims["pool_window"])
         if parsed_codes:
             width = max(len(c) for c in parsed_codes)
@@ -336,7 +338,10 @@ class SongRunner(RunnerBase[Assets]):
             )
             return out["latents"], out["latents"].shape[1]
         if src_audio is not None:
-            latents = yield from self._encode_audio(versions, src_audio, generator)
+            if src_latents is not None:
+                latents = _given_latents(src_latents, vs.silence_latent.shape[-1])
+            else:
+                latents = yield from self._encode_audio(versions, src_audio, generator)
             frames = latents.shape[0]
             if task == "cover":
                 pad = (-frames) % pool
@@ -355,6 +360,15 @@ class SongRunner(RunnerBase[Assets]):
                 latents = out["latents"][0, :frames]
             return np.repeat(latents[None], batch, axis=0), frames
         return np.repeat(self._silence(vs, frames)[None], batch, axis=0), frames
+
+
+def _given_latents(latents: np.ndarray, channels: int) -> np.ndarray:
+    if latents.ndim != 2 or latents.shape[1] != channels or latents.shape[0] < 1:
+        raise RequestError(
+            f"sampler: input 'src_latents' is {list(latents.shape)}; this version set's latents are "
+            f"[frames, {channels}]"
+        )
+    return np.ascontiguousarray(latents, dtype=np.float32)
 
 
 def _format_prompt(req: SamplerRequest, *, duration: float, instruction: str) -> tuple[str, str]:

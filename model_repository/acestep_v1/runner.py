@@ -247,12 +247,14 @@ class V1SongRunner(RunnerBase[V1Assets]):
         *,
         src_audio: np.ndarray | None = None,
         reference_audio: np.ndarray | None = None,
+        src_latents: np.ndarray | None = None,
         progress: Progress = lambda event: None,
         cancelled: IsCancelled = lambda: False,
     ) -> SongSteps:
         """The song as a generator of network requests; returns (audio, seeds, info) as :meth:`run` does."""
-        if reference_audio is not None:
-            raise RequestError("sampler: input 'reference_audio' applies to family 'acestep15' only")
+        for name, given in (("reference_audio", reference_audio), ("src_latents", src_latents)):
+            if given is not None:
+                raise RequestError(f"sampler: input '{name}' applies to family 'acestep15' only")
         vs = self.assets.version_set(req.version_set)
         versions = resolve_versions(req, vs.versions)
         task = req.task_type

@@ -118,6 +118,9 @@ class SongInputs(TypedDict, total=False):
 
     src_audio: np.ndarray | None
     reference_audio: np.ndarray | None
+    # The latents ``src_audio`` was decoded from (a clip's, [frames, channels]): ACE-Step 1.5 starts from them
+    # instead of encoding the audio again (lossless; the VAE encoder samples a posterior).
+    src_latents: np.ndarray | None
     progress: Progress
     cancelled: IsCancelled
 

@@ -64,6 +64,7 @@ logger = logging.getLogger(__name__)
 # Job item i's clip id is uuid5(this, "<job id>/<i>"): a re-run of the registration names the same clip.
 _JOB_ITEM_NAMESPACE = uuid.UUID("6f1d3c2a-8a4e-5b7f-9c1d-2e3f4a5b6c7d")
 _LOSSLESS = {".flac"}
+LATENT_SOURCE_FAMILIES = frozenset({"acestep15"})  # the sampler's src_latents input (v1 encodes its source)
 _LOSSLESS_FORMATS = {"flac", "wav32"}
 AUDIO_NAME, COVER_NAME = "audio", "cover"  # + the file's own suffix
 SOURCE_NAME, LATENTS_NAME, LRC_NAME = "source.flac", "latents.npy", "lyrics.lrc"
@@ -136,6 +137,15 @@ def read_source_bytes(settings: Settings, clip: Clip, field: str = "clip_id") ->
 def load_source_audio(settings: Settings, clip: Clip) -> np.ndarray:
     """The clip's audio as float32 ``[2, samples]`` at 48 kHz."""
     return decode_audio(read_source_bytes(settings, clip), target_rate=SAMPLE_RATE)
+
+
+def source_latents(settings: Settings, clip: Clip, family: str) -> np.ndarray | None:
+    """The latents an edit of ``family`` can start from instead of encoding the clip's audio: the clip's own, when it
+    was made by that family and the family's sampler takes them (``src_latents``; ACE-Step 1.5, whose version sets
+    share one VAE). None otherwise — the edit encodes the audio."""
+    if family not in LATENT_SOURCE_FAMILIES or (clip.extra or {}).get("family") != family:
+        return None
+    return load_latents(settings, clip)
 
 
 def load_latents(settings: Settings, clip: Clip) -> np.ndarray | None:

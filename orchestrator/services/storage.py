@@ -42,6 +42,7 @@ logger = logging.getLogger(__name__)
 UPLOAD_FILES = {"src_audio": "src_audio.npz", "reference_audio": "reference_audio.npz"}
 WAVEFORM = "audio.npy"
 LATENTS = "latents.npy"  # the sampler's final latents [batch, …], kept until the job's clips hold them
+SRC_LATENTS = "src_latents.npy"  # an edit's source clip's latents, sent to the sampler as src_latents
 CLIPS_DIR = "clips"
 _DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
 _QUOTA_CACHE_S = 30.0

@@ -10,7 +10,7 @@ import numpy as np
 import soundfile as sf
 
 from orchestrator.services import clips
-from tests.orchestrator.doubles import StageRunnerDouble
+from tests.orchestrator.doubles import LATENT_SHAPE, StageRunnerDouble
 from tests.orchestrator.support import login, make_settings, running_app, wait_for
 
 
@@ -137,6 +137,9 @@ async def test_clip_ids_as_inputs_set_the_lineage_and_another_users_id_is_404(tm
         page = (await client.get("/v1/clips", headers=alice)).json()["items"]
         child = next(c for c in page if c["job_id"] == child_job["job_id"])
         assert child_job["result"]["clip_ids"] == [child["id"]]  # the ACE-Step API names the item's clip
+        # the source clip's latents went to the sampler as src_latents (the double made them: seed % 997 everywhere)
+        sent = np.load(tmp_path / "jobs" / child_job["job_id"] / "src_latents.npy")
+        assert sent.shape == LATENT_SHAPE and np.all(sent == clip["seed"] % 997)
         assert child["parent_id"] == clip["id"] and child["action"] == "repaint"
 
         # a result path the API handed out still works as src_audio_path, and is traced to its clip

@@ -75,6 +75,15 @@ class TritonPythonModel:
                         raise RequestError(
                             f"sampler: input '{name}' must be 48 kHz stereo [2, samples], got {audio.shape}"
                         )
+                sources = {"src_audio": src_audio, "reference_audio": ref_audio}
+                lat = pb_utils.get_input_tensor_by_name(request, "src_latents")
+                if lat is not None:  # the latents src_audio was decoded from: used instead of encoding it again
+                    sources["src_latents"] = lat.as_numpy().astype(np.float32)
+                    if sources["src_latents"].ndim != 2 or src_audio is None:
+                        raise RequestError(
+                            "sampler: input 'src_latents' must be [frames, channels], sent beside 'src_audio' (the "
+                            f"latents that audio was decoded from), got {sources['src_latents'].shape}"
+                        )
                 raw = pb_utils.get_input_tensor_by_name(request, "request").as_numpy().reshape(-1)[0]
                 parsed = self.families.parse(
                     raw, has_src_audio=src_audio is not None, has_reference_audio=ref_audio is not None
@@ -87,18 +96,17 @@ class TritonPythonModel:
                 sender.send(pb_utils.InferenceResponse(output_tensors=[event_tensor(event)]), flags=FINAL)
                 continue
             if self.scheduler is not None:
-                self._schedule(request, sender, parsed, src_audio, ref_audio)
+                self._schedule(request, sender, parsed, sources)
             else:
                 assert self.pool is not None
-                self.pool.submit(self._song, request, sender, parsed, src_audio, ref_audio)
+                self.pool.submit(self._song, request, sender, parsed, sources)
         return None
 
-    def _schedule(self, request: Any, sender: Any, parsed: SamplerRequest, src_audio: Any, ref_audio: Any) -> None:
+    def _schedule(self, request: Any, sender: Any, parsed: SamplerRequest, sources: dict[str, Any]) -> None:
         assert self.scheduler is not None
         steps = self.families.runner(parsed).steps(
             parsed,
-            src_audio=src_audio,
-            reference_audio=ref_audio,
+            **sources,
             progress=lambda event: sender.send(pb_utils.InferenceResponse(output_tensors=[event_tensor(event)])),
             cancelled=request.is_cancelled,
         )
@@ -109,13 +117,12 @@ class TritonPythonModel:
             cancelled=request.is_cancelled,
         )
 
-    def _song(self, request: Any, sender: Any, parsed: SamplerRequest, src_audio: Any, ref_audio: Any) -> None:
+    def _song(self, request: Any, sender: Any, parsed: SamplerRequest, sources: dict[str, Any]) -> None:
         try:
             runner = self.families.runner(parsed)
             result = runner.run(
                 parsed,
-                src_audio=src_audio,
-                reference_audio=ref_audio,
+                **sources,
                 progress=lambda event: sender.send(pb_utils.InferenceResponse(output_tensors=[event_tensor(event)])),
                 cancelled=request.is_cancelled,
             )

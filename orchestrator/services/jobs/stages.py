@@ -16,7 +16,7 @@ from orchestrator.media.audio import SAMPLE_RATE
 from orchestrator.services.jobs.engine import Run, StageEngine, StageFailedError
 from orchestrator.services.jobs.post import Post
 from orchestrator.services.jobs.requests import for_family
-from orchestrator.services.storage import LATENTS, WAVEFORM, disk_guard, load_upload, save_npy_atomic
+from orchestrator.services.storage import LATENTS, SRC_LATENTS, WAVEFORM, disk_guard, load_upload, save_npy_atomic
 
 META_KEYS = ("bpm", "key_scale", "time_signature", "duration")
 
@@ -107,6 +107,8 @@ class SharedStages:
         tensors: dict[str, np.ndarray] = {}
         for name in run.params.get("uploads") or []:
             tensors[name] = await asyncio.to_thread(load_upload, directory, name)
+        if run.params.get("src_latents_clip"):  # the source clip's latents: the sampler does not encode it again
+            tensors["src_latents"] = await asyncio.to_thread(np.load, directory / SRC_LATENTS)
         audio: np.ndarray | None = None
         latents: np.ndarray | None = None
         done: dict[str, Any] = {}

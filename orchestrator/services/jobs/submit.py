@@ -40,7 +40,7 @@ from orchestrator.services.model_catalog import (
     resolve_lm,
     resolve_model,
 )
-from orchestrator.services.storage import DiskFullError, StorageQuota, save_upload
+from orchestrator.services.storage import SRC_LATENTS, DiskFullError, StorageQuota, save_npy_atomic, save_upload
 
 # Item i's seed wraps within the seeds every backend takes.
 _SEED_MODULUS = MAX_SEED + 1
@@ -192,7 +192,7 @@ class Submitter:
                 lm_model_path=body.lm_model_path,
                 lm_backend=body.lm_backend,
             )
-        sources, parent_clip_id = await self._music_sources(owner, body, uploads)
+        sources, parent = await self._music_sources(owner, body, uploads)
         if body.task_type in TASKS_NEEDING_SOURCE and "src_audio" not in sources:
             raise ApiError(
                 422,
@@ -218,13 +218,17 @@ class Submitter:
         params.pop("src_audio_path", None)
         params.pop("reference_audio_path", None)
         params.update(extra_params or {})
-        if parent_clip_id:  # lineage of the clips this job makes (services/clips.py); an edit's own params win
-            params["parent_clip_id"] = parent_clip_id
+        src_latents = None
+        if parent is not None:  # lineage of the clips this job makes (services/clips.py); an edit's own params win
+            params["parent_clip_id"] = parent.public_id
+            src_latents = await asyncio.to_thread(clips.source_latents, self._settings, parent, resolved.family)
+            if src_latents is not None:  # the sampler starts from the clip's own latents (no re-encode)
+                params["src_latents_clip"] = parent.public_id
         public_id = str(uuid.uuid4())
         directory = job_dir(self._settings, public_id)
         if decoded:
             try:
-                await asyncio.to_thread(self._save_uploads, directory, decoded)
+                await asyncio.to_thread(self._save_uploads, directory, decoded, src_latents)
             except DiskFullError:
                 shutil.rmtree(directory, ignore_errors=True)
                 raise ApiError(
@@ -247,11 +251,11 @@ class Submitter:
 
     async def _music_sources(
         self, owner: str, body: MusicGenerateCreate, uploads: Mapping[str, bytes] | None
-    ) -> tuple[dict[str, bytes], str | None]:
+    ) -> tuple[dict[str, bytes], Clip | None]:
         """The source and reference audio as bytes — an upload, else a clip id of the caller's (``*_audio_id``),
         else a ``*_path`` — and the clip the source audio came from (the new clips' parent)."""
         sources: dict[str, bytes] = {}
-        parent: str | None = None
+        parent: Clip | None = None
         for name in ("src_audio", "reference_audio"):
             id_field, path_field = f"{name}_id", f"{name}_path"
             clip_id, path = getattr(body, id_field), getattr(body, path_field)
@@ -270,7 +274,7 @@ class Submitter:
                 sources[name] = await self._read_source(owner, path_field, path)
                 clip = await self._result_clip(owner, path)
             if name == "src_audio" and clip is not None:
-                parent = clip.public_id
+                parent = clip
         return sources, parent
 
     async def _result_clip(self, owner: str, value: str) -> Clip | None:
@@ -324,10 +328,14 @@ class Submitter:
         return resolved.read_bytes()
 
     @staticmethod
-    def _save_uploads(directory: Path, decoded: Mapping[str, np.ndarray]) -> None:
+    def _save_uploads(
+        directory: Path, decoded: Mapping[str, np.ndarray], src_latents: np.ndarray | None = None
+    ) -> None:
         directory.mkdir(parents=True, exist_ok=True)
         for name, wave in decoded.items():
             save_upload(directory, name, wave)
+        if src_latents is not None:
+            save_npy_atomic(directory / SRC_LATENTS, src_latents)
 
     async def cancel(self, *, owner: str, public_id: str) -> Job | None:
         async with self._sessions() as session:
