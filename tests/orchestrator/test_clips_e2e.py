@@ -1,5 +1,6 @@
 """Clips end to end on the real tiny stack (a tritonserver): a song's items become clips with their metadata, cover and
-the latents the VAE decoded; a clip id as ``src_audio_id`` drives a repaint whose clip names its parent."""
+the latents the VAE decoded; a clip id as ``src_audio_id`` drives a repaint whose clip names its parent, and as
+``clip_id`` a stems job whose stems are clips of it; the repaint starts from the clip's latents (no re-encode)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,16 @@ import numpy as np
 import pytest
 
 from orchestrator.services import clips
+from tests.model_repository.streaming import batch_counts
 from tests.orchestrator.support import login, make_settings, running_app, wait_for, wait_song
+
+
+async def _job(client, headers, job_id: str) -> dict:
+    async def finished():
+        got = (await client.get(f"/v1/jobs/{job_id}", headers=headers)).json()
+        return got if got["status"] in ("succeeded", "failed") else None
+
+    return await wait_for(finished, timeout=300, interval=0.3, what=f"job {job_id}")
 
 
 @pytest.mark.triton
@@ -47,17 +57,28 @@ async def test_song_items_become_clips_and_a_clip_id_drives_a_repaint(triton, tm
                 "repainting_start": 3.0, "repainting_end": 6.0, "inference_steps": 2, "thinking": False,
                 "audio_format": "flac"}
         assert (await client.post("/v1/music/generate", json=body, headers=bob)).status_code == 404
+        encodes = batch_counts(triton, "vae_encoder")
         r = await client.post("/v1/music/generate", json=body, headers=alice)
         assert r.status_code == 200, r.text
         job_id = r.json()["job_id"]
 
-        async def finished():
-            got = (await client.get(f"/v1/jobs/{job_id}", headers=alice)).json()
-            return got if got["status"] in ("succeeded", "failed") else None
-
-        job = await wait_for(finished, timeout=300, interval=0.3, what="the repaint")
+        job = await _job(client, alice, job_id)
         assert job["status"] == "succeeded", job
         newest = (await client.get("/v1/clips", params={"limit": 1}, headers=alice)).json()["items"][0]
         assert newest["job_id"] == job_id and newest["parent_id"] == first["id"] and newest["action"] == "repaint"
         assert newest["duration"] == pytest.approx(10.0, abs=0.05)  # the source's length
         assert newest["has_latents"] and newest["source_url"] == newest["audio_url"]  # flac: its own source
+        assert batch_counts(triton, "vae_encoder") == encodes  # the repaint started from the clip's latents
+
+        # the stems of a clip: each stem is a clip whose parent is the source
+        r = await client.post("/v1/stems", json={"clip_id": newest["id"], "stems": 2}, headers=alice)
+        assert r.status_code == 202, r.text
+        stems_id = r.json()["job_id"]
+        stems = await _job(client, alice, stems_id)
+        assert stems["status"] == "succeeded", stems
+        assert stems["result"]["source"]["kind"] == "clip" and stems["result"]["source"]["clip_id"] == newest["id"]
+        page = (await client.get("/v1/clips", params={"limit": 2}, headers=alice)).json()["items"]
+        assert {c["action"] for c in page} == {"stems"} and {c["parent_id"] for c in page} == {newest["id"]}
+        assert {c["job_id"] for c in page} == {stems_id}
+        r = await client.post("/v1/stems", json={"clip_id": newest["id"], "stems": 2}, headers=bob)
+        assert r.status_code == 404 and r.json()["error"]["field"] == "clip_id"
