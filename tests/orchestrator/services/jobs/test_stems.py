@@ -176,3 +176,23 @@ def test_six_stems_need_a_six_source_model() -> None:
         check_stem_set(6, (2, 4))
     assert caught.value.status == 422 and caught.value.field == "stems"
     assert "allowed: 2, 4" in caught.value.message and "htdemucs_6s" in caught.value.message
+
+
+@pytest.mark.triton
+async def test_six_stems_refused_where_only_a_four_source_model_is_served(tiny_repository, tmp_path) -> None:
+    """A tritonserver with ``separator`` + ``stems`` only (~10 s): the offered sets come from its repository index."""
+    from model_repository.launcher.server import TritonServer
+
+    with TritonServer(tiny_repository, load_models=["separator", "stems"], log_path=tmp_path / "triton.log") as server:
+        async with running_app(make_settings(tmp_path, triton_urls=[server.grpc_url])) as (_, client):
+            headers = await login(client)
+            audio = song(1.0, rate=RATE, seed=9)
+            r = await _submit(client, headers, data=_wav(audio), stems=6)
+            assert r.status_code == 422, r.text
+            error = r.json()["error"]
+            assert error["field"] == "stems" and "allowed: 2, 4" in error["message"]
+            assert "htdemucs_6s" in error["message"]
+            r = await _submit(client, headers, data=_wav(audio), stems=4)
+            assert r.status_code == 202, r.text
+            job = await _finished(client, headers, r.json()["job_id"])
+            assert [item["name"] for item in job["result"]["items"]] == ["drums", "bass", "other", "vocals"]
