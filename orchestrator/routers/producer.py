@@ -1,5 +1,5 @@
-"""The Producer API (seed 002): ``POST /producer/audios``, ``POST /producer/tasks`` (``POST /producer/upload`` when
-clips can take uploads). Its routes answer in the seed's envelope — also for errors, which :class:`ProducerRoute`
+"""The Producer API (seed 002): ``POST /producer/audios``, ``POST /producer/upload``, ``POST /producer/tasks``.
+Its routes answer in the seed's envelope — also for errors, which :class:`ProducerRoute`
 renders as ``{success: false, error: {code, message}, trace_id}`` (a validation error is a 400 naming the field,
 never the 422 of the other APIs)."""
 
@@ -15,7 +15,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
 
-from orchestrator.errors import ApiError, validation_error
+from orchestrator.errors import ApiError, validated, validation_error
+from orchestrator.routers.bodies import read_body
 from orchestrator.routers.deps import Ctx, User
 from orchestrator.schemas.producer import (
     ProducerAccepted,
@@ -24,15 +25,22 @@ from orchestrator.schemas.producer import (
     ProducerBatch,
     ProducerError,
     ProducerTaskQuery,
+    ProducerUploaded,
+    ProducerUploadUrl,
 )
 from orchestrator.services import logcontext
+from orchestrator.services.clip_views import clip_file_url
 from orchestrator.services.producer import ProducerError as CodedError
 from orchestrator.services.producer import ProducerService
 from orchestrator.services.producer_views import ProducerViews, error_body, error_code, status_of
 
 logger = logging.getLogger(__name__)
 
-_BODY_MODELS: dict[str, type] = {"/producer/audios": ProducerAudioCreate, "/producer/tasks": ProducerTaskQuery}
+_BODY_MODELS: dict[str, type] = {
+    "/producer/audios": ProducerAudioCreate,
+    "/producer/tasks": ProducerTaskQuery,
+    "/producer/upload": ProducerUploadUrl,
+}
 
 
 def trace_id() -> str:
@@ -80,7 +88,12 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
 
 def _service(ctx: Ctx) -> ProducerService:
     return ProducerService(
-        jobs=ctx.jobs, sessions=ctx.sessions, gateway=ctx.gateway, bus=ctx.bus, settings=ctx.settings
+        jobs=ctx.jobs,
+        sessions=ctx.sessions,
+        gateway=ctx.gateway,
+        bus=ctx.bus,
+        webhooks=ctx.webhooks,
+        settings=ctx.settings,
     )
 
 
@@ -103,6 +116,24 @@ async def create_audios(body: ProducerAudioCreate, request: Request, ctx: Ctx, u
     job = await service.wait(job, ctx.settings.producer_wait_s)
     status, answer = ProducerViews(ctx.auth, ctx.settings).answer(job, trace)
     return JSONResponse(answer, status_code=status)
+
+
+@router.post("/upload", response_model=ProducerUploaded, responses=_ERRORS)
+async def upload(request: Request, ctx: Ctx, user: User) -> Response:
+    """A multipart ``file``, or ``{"audio_url": …}`` (JSON or a form): the song becomes a clip whose ``audio_id``
+    the ``upload_*`` actions (and every other) take."""
+    fields, files = await read_body(request, ctx, upload_fields={"file": "file"}, max_files=1)
+    url = validated(ProducerUploadUrl, fields).audio_url if fields or not files else None
+    if url is not None and files:
+        raise ApiError(400, "audio_url: send a file or an audio_url, not both", field="audio_url")
+    clip = await _service(ctx).upload(owner=user, data=files["file"].data if files else None, audio_url=url)
+    data = {
+        "audio_id": clip.public_id,
+        "title": clip.title,
+        "duration": str(clip.duration),
+        "audio_url": f"{_base_url(ctx, request)}{clip_file_url(ctx.auth, clip, clip.audio_file)}",
+    }
+    return JSONResponse({"success": True, "task_id": str(uuid.uuid4()), "trace_id": trace_id(), "data": data})
 
 
 @router.post("/tasks", response_model=ProducerAnswer | ProducerBatch, responses=_ERRORS)

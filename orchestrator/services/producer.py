@@ -23,7 +23,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import async_sessionmaker
 
 from orchestrator import store
-from orchestrator.db import TERMINAL_STATUSES, Job
+from orchestrator.db import TERMINAL_STATUSES, Clip, Job
 from orchestrator.errors import ApiError
 from orchestrator.families import family_facts, parse_model
 from orchestrator.schemas.acestep import MusicGenerateCreate
@@ -35,22 +35,26 @@ from orchestrator.schemas.producer import (
     ProducerTaskQuery,
 )
 from orchestrator.schemas.song import SongCreate
+from orchestrator.services import clips
+from orchestrator.services.audio_fetch import fetch_audio
 from orchestrator.services.events import EventBus
 from orchestrator.services.jobs import JobService
 from orchestrator.services.jobs.submit import tagged
 from orchestrator.services.model_catalog import describe_models, resolve_model
+from orchestrator.services.producer_edits import EDIT_OF, ProducerEdits, uses
 from orchestrator.services.producer_views import CALLBACK_FORMAT
 from orchestrator.services.triton import StageGateway
+from orchestrator.services.webhooks import WebhookSender
 from orchestrator.settings import Settings
 
 # The actions this build runs (the others answer api_not_implemented, naming the action).
-WIRED = ("generate",)
+WIRED = ("generate", *EDIT_OF, "stems")
 # The fields each action reads besides action, model, callback_url (one it does not read is refused, not ignored).
 USES: dict[str, frozenset[str]] = {
     "generate": frozenset(
         {"custom", "lyric", "prompt", "title", "instrumental", "weirdness", "sound_strength", "align_lyrics"}
     ),
-}
+} | {action: uses(action) for action in (*EDIT_OF, "stems")}
 # weirdness -> the lyricist's sampling temperature (custom: false): 0 -> 0.4, 0.5 -> 0.85 (its default), 1 -> 1.3
 WEIRDNESS_TEMPERATURE = (0.4, 0.9)
 # sound_strength -> guidance_scale = sound_strength / 0.7 * the family's default (0.7 = the default guidance)
@@ -97,8 +101,10 @@ class ProducerService:
         sessions: async_sessionmaker,
         gateway: StageGateway,
         bus: EventBus,
+        webhooks: WebhookSender,
         settings: Settings,
     ) -> None:
+        self._webhooks = webhooks
         self._jobs = jobs
         self._sessions = sessions
         self._gateway = gateway
@@ -125,11 +131,11 @@ class ProducerService:
                 f"{body.action!r} is not implemented on this server yet (its backing part is not built); "
                 f"implemented: {', '.join(WIRED)}"
             )
-        uses = USES[body.action]
+        reads = USES[body.action]
         defaults = ProducerAudioCreate.model_fields
-        for name in sorted(body.model_fields_set - {"action", "model", "callback_url"} - uses):
+        for name in sorted(body.model_fields_set - {"action", "model", "callback_url"} - reads):
             if getattr(body, name) != defaults[name].default:
-                allowed = ", ".join(sorted(uses))
+                allowed = ", ".join(sorted(reads))
                 raise ApiError(400, f"{name}: action {body.action!r} does not use it (it reads {allowed})", field=name)
 
     # --- submission ------------------------------------------------------------------------------------------------
@@ -150,7 +156,29 @@ class ProducerService:
         if body.callback_url:
             tags["callback_format"] = CALLBACK_FORMAT
         with tagged(tags):
-            return await self._generate(owner, body, model, tags["producer"])
+            if body.action == "generate":
+                return await self._generate(owner, body, model, tags["producer"])
+            edits = ProducerEdits(self._jobs, self._settings)
+            if body.action == "stems":
+                return await edits.stems(owner, body, tags["producer"])
+            return await edits.edit(owner, body, model, tags["producer"])
+
+    async def upload(self, *, owner: str, data: bytes | None, audio_url: str | None) -> Clip:
+        """An uploaded file, or the one at ``audio_url`` (public hosts only, size-bounded), as ``owner``'s clip."""
+        field = "file"
+        if data is None:
+            if not audio_url:
+                raise ApiError(400, "file: send a multipart 'file' or an 'audio_url'", field="file")
+            field = "audio_url"
+            data = await fetch_audio(
+                self._webhooks,
+                audio_url,
+                max_bytes=self._settings.producer_fetch_max_bytes,
+                timeout_s=self._settings.producer_fetch_timeout_s,
+            )
+        return await clips.create_upload_clip(
+            self._settings, self._sessions, owner=owner, data=data, field=field, quota=self._jobs.quota
+        )
 
     async def _generate(self, owner: str, body: ProducerAudioCreate, model: str, producer: dict[str, Any]) -> Job:
         settings = self._settings
@@ -206,7 +234,8 @@ class ProducerService:
                 **({"audio_duration": settings.producer_duration_s} if settings.producer_duration_s else {}),
             }
         )
-        return await self._jobs.submit_music(owner=owner, body=music)
+        with tagged({"title": producer["title"]}):  # the clips' title too
+            return await self._jobs.submit_music(owner=owner, body=music)
 
     async def _guidance(self, model: str, sound_strength: float) -> float:
         """``sound_strength`` as guidance_scale; a 400 when the model runs a turbo set, which applies no guidance."""

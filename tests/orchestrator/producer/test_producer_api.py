@@ -5,8 +5,14 @@ query. The same requests through a real tritonserver: ``test_producer_triton.py`
 from __future__ import annotations
 
 import asyncio
+import io
 import json
 import re
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import numpy as np
+import soundfile as sf
 
 from orchestrator.services.webhooks import verify_signature
 from tests.orchestrator.doubles import StageRunnerDouble
@@ -245,3 +251,122 @@ async def test_callback_gets_the_full_answer_once_signed(tmp_path) -> None:
                 return [{k: (v.split("?")[0] if k.endswith("_url") and v else v) for k, v in i.items()} for i in items]
 
             assert unsigned(retrieved.json()["data"]) == unsigned(payload["data"])
+
+
+class FileServer:
+    """A local HTTP server answering every GET with ``body`` (an ``audio_url`` to fetch)."""
+
+    def __init__(self, body: bytes) -> None:
+        payload = body
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # noqa: N802
+                self.send_response(200)
+                self.send_header("Content-Type", "audio/wav")
+                self.end_headers()
+                self.wfile.write(payload)  # no Content-Length: the size bound counts what streams
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/song.wav"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def _wav(seconds: float = 3.0) -> bytes:
+    t = np.arange(int(seconds * 48_000)) / 48_000
+    tone = (0.3 * np.sin(2 * np.pi * 220 * t)).astype(np.float32)
+    buffer = io.BytesIO()
+    sf.write(buffer, np.stack([tone, tone], axis=1), 48_000, format="WAV", subtype="PCM_16")
+    return buffer.getvalue()
+
+
+async def test_upload_a_file_or_an_audio_url_under_the_callback_guard(tmp_path) -> None:
+    wav = _wav()
+    server, big = FileServer(wav), FileServer(wav + b"\0" * 4096)  # one byte over the bound is enough
+    try:
+        settings = _settings(tmp_path / "open", allow_private_callbacks=True, producer_fetch_max_bytes=len(wav))
+        async with running_app(settings, StageRunnerDouble()) as (_, client):
+            r = await client.post("/producer/upload", headers=CAROL, files={"file": ("song.wav", wav, "audio/wav")})
+            assert r.status_code == 200, r.text
+            body = r.json()
+            assert list(body) == ["success", "task_id", "trace_id", "data"] and body["success"] is True
+            assert body["data"]["audio_id"] and float(body["data"]["duration"]) == 3.0
+            assert (await client.get(body["data"]["audio_url"])).content == wav  # kept as sent
+
+            r = await client.post("/producer/upload", headers=CAROL, json={"audio_url": server.url})
+            assert r.status_code == 200, r.text
+            fetched = r.json()["data"]["audio_id"]
+            assert fetched != body["data"]["audio_id"]
+            # the clip is the caller's: another user's edit of it is not found
+            cover = {"action": "upload_cover", "audio_id": fetched, "custom": True, "lyric": "[Verse]\nla"}
+            r = await client.post("/producer/audios", headers=DAVE, json=cover)
+            assert "no such clip" in _error(r, 404, "not_found")
+
+            message = _error(await client.post("/producer/upload", headers=CAROL, json={"audio_url": big.url}), 413,
+                             "token_mismatched")  # fmt: skip
+            assert message.startswith("audio_url:") and str(len(wav)) in message
+            not_audio = FileServer(b"<html>not audio</html>")
+            try:
+                r = await client.post("/producer/upload", headers=CAROL, json={"audio_url": not_audio.url})
+                assert _error(r, 400, "token_mismatched").startswith("audio_url:")
+            finally:
+                not_audio.close()
+            assert _error(await client.post("/producer/upload", headers=CAROL, json={}), 400,
+                          "token_mismatched").startswith("audio_url:")  # fmt: skip
+            r = await client.post("/producer/upload", headers=CAROL, json={"audio_url": "ftp://example.com/a.wav"})
+            assert _error(r, 400, "token_mismatched").startswith("audio_url:")
+        async with running_app(_settings(tmp_path / "guarded"), StageRunnerDouble()) as (_, client):
+            r = await client.post("/producer/upload", headers=CAROL, json={"audio_url": server.url})
+            message = _error(r, 400, "token_mismatched")
+            assert message.startswith("audio_url:") and "private" in message
+    finally:
+        server.close()
+        big.close()
+
+
+async def test_edit_actions_map_the_seed_fields(tmp_path) -> None:
+    double = StageRunnerDouble()
+    async with running_app(_settings(tmp_path), double) as (_, client):
+        r = await client.post("/producer/upload", headers=CAROL, files={"file": ("a.wav", _wav(12.0), "audio/wav")})
+        audio_id = r.json()["data"]["audio_id"]
+        cover = {
+            "action": "upload_cover",
+            "audio_id": audio_id,
+            "custom": True,
+            "lyric": "[Verse]\nnew",
+            "prompt": "rock",
+            "cover_strength": 0.4,
+            "weirdness": 0.75,
+            "title": "Mine",
+        }
+        [item] = (await client.post("/producer/audios", headers=CAROL, json=cover)).json()["data"]
+        assert item["state"] == "succeeded" and item["title"] == "Mine" and item["lyric"] == "[Verse]\nnew"
+        assert item["sound"] == "rock" and item["model"] == "FUZZ-2.0" and item["id"] != audio_id
+        sampler = _songs(double)[-1]
+        assert sampler["task_type"] == "cover" and sampler["audio_cover_strength"] == 0.4
+        assert sampler["caption"] == "rock" and sampler["lyrics"] == "[Verse]\nnew" and sampler["shift"] == 4.0
+
+        extend = {"action": "extend", "audio_id": item["id"], "continue_at": 5}
+        [longer] = (await client.post("/producer/audios", headers=CAROL, json=extend)).json()["data"]
+        assert float(longer["duration"]) == 35.0 and longer["title"] == "Mine"  # the source's title stays
+        sampler = _songs(double)[-1]
+        assert sampler["task_type"] == "repaint" and sampler["repainting_start"] == 5
+
+        cases = {
+            "audio_id": {"action": "cover"},
+            "replace_section_end": {"action": "replace_section", "audio_id": audio_id, "replace_section_start": 1},
+            "continue_at": {"action": "cover", "audio_id": audio_id, "continue_at": 3},  # cover does not read it
+            "lyric": {"action": "variation", "audio_id": audio_id, "lyric": "[Verse]\nx"},  # custom false
+        }
+        for field, body in cases.items():
+            message = _error(await client.post("/producer/audios", headers=CAROL, json=body), 400, "token_mismatched")
+            assert message.startswith(f"{field}:"), (field, message)
+        missing = {"action": "stems", "audio_id": "00000000-0000-0000-0000-000000000000"}
+        assert _error(await client.post("/producer/audios", headers=CAROL, json=missing), 404,
+                      "not_found").startswith("audio_id:")  # fmt: skip
