@@ -69,12 +69,13 @@ async def create_stems(request: Request, ctx: Ctx, user: User) -> StemsCreated:
         raise ApiError(422, "file: upload the song as 'file' (multipart), or name clip_id or job_id (+ item)",
                        field="file")
     job = await ctx.jobs.submit_stems(
-        owner=user, source=source, stems=body.stems, method=body.method, callback_url=body.callback_url
+        owner=user, source=source, stems=body.stems, method=body.method, callback_url=body.callback_url,
+        tracks=body.tracks, steps=body.inference_steps,
     )
     return StemsCreated(
         job_id=job.public_id,
         queue_position=await ctx.queue_info.position(job.public_id),
-        stems=body.stems,
+        stems=int((job.params or {}).get("stems", body.stems)),
         status_url=f"/v1/jobs/{job.public_id}",
         events_url=f"/v1/jobs/{job.public_id}/events",
     )

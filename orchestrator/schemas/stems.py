@@ -7,8 +7,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
-from orchestrator.families import MAX_BATCH
-from orchestrator.schemas.common import CallbackUrl, Text
+from orchestrator.families import MAX_BATCH, MAX_STEPS, MIN_STEPS
+from orchestrator.schemas.common import CallbackUrl, Text, TrackClass
 
 
 def _int_text(value: Any) -> Any:
@@ -19,8 +19,16 @@ def _int_text(value: Any) -> Any:
 
 
 StemSet = Annotated[Literal[2, 4, 6], BeforeValidator(_int_text)]
-# How the stems are made. "demucs": HT-Demucs on the served ``separator``; more methods join this list.
-StemsMethod = Literal["demucs"]
+# How the stems are made. "demucs": HT-Demucs on the served ``separator``; "acestep": ACE-Step 1.5's base DiT extracts
+# the classes named in ``tracks`` (services/jobs/stems_tracks.py).
+StemsMethod = Literal["demucs", "acestep"]
+
+
+def _names(value: Any) -> Any:
+    """A form field's "vocals,drums" is the list (multipart bodies carry text only)."""
+    if isinstance(value, str):
+        return [v.strip() for v in value.split(",") if v.strip()] or None
+    return value
 
 
 class StemsCreate(BaseModel):
@@ -34,7 +42,17 @@ class StemsCreate(BaseModel):
         description="2: vocals + instrumental; 4: drums, bass, other, vocals; 6: adds guitar and piano (only where a "
         "6-source model is served)",
     )
-    method: StemsMethod = Field(default="demucs", description="how the stems are made")
+    method: StemsMethod = Field(
+        default="demucs",
+        description="demucs: HT-Demucs, the stem set 'stems'; acestep: ACE-Step's base DiT extracts each class in "
+        "'tracks' (one batch sharing every DiT step; needs a served base checkpoint)",
+    )
+    tracks: Annotated[list[TrackClass] | None, BeforeValidator(_names)] = Field(
+        default=None, max_length=12, description="method acestep: the track classes to extract (vocals, drums, ...)"
+    )
+    inference_steps: Annotated[int | None, BeforeValidator(_int_text)] = Field(
+        default=None, ge=MIN_STEPS, le=MAX_STEPS, description="method acestep: DiT steps (default: the base DiT's)"
+    )
     job_id: Text | None = Field(
         default=None, min_length=36, max_length=36, description="a finished job of yours whose item to separate"
     )
@@ -48,6 +66,16 @@ class StemsCreate(BaseModel):
     def _item_needs_a_job(self) -> StemsCreate:
         if "item" in self.model_fields_set and self.job_id is None:
             raise ValueError("item: names an item of job_id; set job_id too (or upload a file)")
+        if self.method == "acestep":
+            if "stems" in self.model_fields_set:
+                raise ValueError("stems: method 'acestep' makes one stem per entry of tracks; remove stems")
+            if not self.tracks:
+                raise ValueError("tracks: method 'acestep' needs the classes to extract, e.g. vocals,drums,bass")
+            if len(set(self.tracks)) != len(self.tracks):
+                raise ValueError(f"tracks: names a class twice: {', '.join(self.tracks)}")
+        elif self.tracks or self.inference_steps is not None:
+            name = "tracks" if self.tracks else "inference_steps"
+            raise ValueError(f"{name}: applies to method 'acestep'; method 'demucs' makes the stem set 'stems'")
         return self
 
 

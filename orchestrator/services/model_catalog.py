@@ -115,6 +115,13 @@ def _kind(details: Mapping[str, Any] | None) -> str:
     return variant_kind((details or {}).get("variant"), is_turbo=(details or {}).get("is_turbo"))
 
 
+def served_kinds(described: Mapping[str, Any] | None, family: str) -> dict[str, str]:
+    """Each version set of ``family`` the sampler serves -> its DiT variant (turbo, sft, base: the facts'
+    ``variant_kind``); empty without a catalog."""
+    sets = (((described or {}).get("families") or {}).get(family) or {}).get("version_sets") or {}
+    return {name: _kind(details) for name, details in sets.items()}
+
+
 def set_task_types(family: str, details: Mapping[str, Any] | None) -> list[str]:
     """The API's task types a version set runs: its family's, less those its DiT variant was not trained for
     (turbo and SFT have no extract/lego/complete; the facts' ``task_variants``)."""
@@ -144,7 +151,7 @@ def check_task_variant(task_type: str, resolved: ResolvedModel, described: Mappi
     sets = info.get("version_sets") or {}
     name = resolved.version_set or info.get("default_version_set") or ""
     entry = sets.get(name) or {}
-    served = {n: _kind(d) for n, d in sets.items()}
+    served = served_kinds(described, resolved.family)
     refusal = facts.variant_refusal(
         task_type, version_set=name, variant=entry.get("variant"), is_turbo=entry.get("is_turbo"), served=served
     )

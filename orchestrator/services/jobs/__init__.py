@@ -19,6 +19,8 @@ A new API's pipeline (the Producer API) is one more module with a class like :cl
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from sqlalchemy.ext.asyncio import async_sessionmaker
 
 from orchestrator.db import Job
@@ -73,11 +75,13 @@ class JobService(Submitter):
         self._pipelines = {kind.kind: kind(self._engine, stages, post) for kind in PIPELINES}
 
     async def submit_stems(
-        self, *, owner: str, source: StemsSource, stems: int, method: str = "demucs", callback_url: str | None = None
+        self, *, owner: str, source: StemsSource, stems: int, method: str = "demucs", callback_url: str | None = None,
+        tracks: Sequence[str] | None = None, steps: int | None = None,
     ) -> Job:
         """A stems job (``stems.py``): ``source`` an upload or a finished item of ``owner``'s."""
         return await submit_stems(
-            self, owner=owner, source=source, stems=stems, method=method, callback_url=callback_url
+            self, owner=owner, source=source, stems=stems, method=method, callback_url=callback_url, tracks=tracks,
+            steps=steps,
         )
 
     async def run(self, job: Job, worker_id: str) -> None:

@@ -13,7 +13,8 @@ The decoded 48 kHz stereo source is kept beside the job (``src_audio.npz``) so a
    each is written as ``<stem>.wav`` (32-bit float, level untouched, so the stems still add up) as it arrives.
 2. ``post``     — ``stems.zip`` holds every stem WAV; the result lists each stem's file and the zip.
 
-``method`` is "demucs" (HT-Demucs); another separation method is another branch of :meth:`StemsPipeline._separate`.
+``method`` is "demucs" (HT-Demucs on the ``separator``) or "acestep": ACE-Step 1.5's base DiT extracts the track
+classes named in ``tracks`` as one sampler batch (``stems_tracks.py``), each stem named by its class.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import logging
 import time
 import uuid
 import zipfile
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -38,7 +40,9 @@ from orchestrator.services import clips
 from orchestrator.services.clips import decode_source
 from orchestrator.services.jobs.engine import Run, StageFailedError, job_dir
 from orchestrator.services.jobs.stages import StagedPipeline
-from orchestrator.services.jobs.submit import Submitter
+from orchestrator.services.jobs.stems_tracks import METHOD as TRACKS_METHOD
+from orchestrator.services.jobs.stems_tracks import extract_tracks, tracks_params
+from orchestrator.services.jobs.submit import Submitter, pick_seeds
 from orchestrator.services.storage import DiskFullError, disk_guard, load_upload, save_upload
 from orchestrator.services.triton import StageGateway
 
@@ -141,15 +145,27 @@ async def submit_stems(
     stems: int,
     method: str = "demucs",
     callback_url: str | None = None,
+    tracks: Sequence[str] | None = None,
+    steps: int | None = None,
 ) -> Job:
     """A queued stems job of ``owner``'s for ``source`` in stem set ``stems``; an :class:`ApiError` naming the field
     otherwise (``stems``, ``file``, ``clip_id``, ``job_id``, ``item``; another user's job or clip is a 404). An
     upload becomes a clip of its own; the stems become clips (action ``stems``) whose parent is the source's clip."""
     if stems not in STEM_SETS:
         raise ApiError(422, f"stems: {stems!r}; allowed: {', '.join(map(str, STEM_SETS))}", field="stems")
-    if method != "demucs":
-        raise ApiError(422, f"method: {method!r}; allowed: demucs", field="method")
-    check_stem_set(stems, await offered_stem_sets(submitter.deps.gateway, submitter.deps.settings.separator_model))
+    if method not in ("demucs", TRACKS_METHOD):
+        raise ApiError(422, f"method: {method!r}; allowed: demucs, {TRACKS_METHOD}", field="method")
+    method_params: dict[str, Any] = {}
+    if method == TRACKS_METHOD:  # ACE-Step's track classes from its base DiT (stems_tracks.py), not the separator
+        deps = submitter.deps
+        method_params = await tracks_params(
+            deps.gateway, deps.settings.sampler_model, tracks=tracks, seed=pick_seeds(1, None)[0], steps=steps
+        )
+    else:
+        if tracks or steps is not None:
+            raise ApiError(422, f"{'tracks' if tracks else 'inference_steps'}: applies to method '{TRACKS_METHOD}'; "
+                           "'demucs' makes the stem set 'stems'", field="tracks" if tracks else "inference_steps")
+        check_stem_set(stems, await offered_stem_sets(submitter.deps.gateway, submitter.deps.settings.separator_model))
     await submitter.admit(owner)
     callback_url = await submitter.deps.webhooks.validate(callback_url)
     if isinstance(source, UploadSource):
@@ -182,7 +198,7 @@ async def submit_stems(
         "uploads": [SOURCE],
         "clip_action": "stems",
         "parent_clip_id": record.get("clip_id"),
-    }
+    } | method_params
     try:
         await asyncio.to_thread(save_upload, directory, SOURCE, wave)
     except DiskFullError:
@@ -217,6 +233,9 @@ class StemsPipeline(StagedPipeline):
         engine, p = self._engine, run.params
         directory = engine.job_dir(run)
         audio = await asyncio.to_thread(load_upload, directory, SOURCE)
+        if p.get("method") == TRACKS_METHOD:
+            run.state["stems"] = await extract_tracks(engine, run, audio)
+            return
         written: list[str] = []
         done: dict[str, Any] | None = None
         progress = engine.progress_writer(run)
