@@ -7,8 +7,10 @@ from __future__ import annotations
 import io
 
 import numpy as np
+import pytest
 import soundfile as sf
 
+from orchestrator.schemas.acestep import MusicGenerateCreate
 from orchestrator.services import clips
 from tests.orchestrator.doubles import LATENT_SHAPE, StageRunnerDouble
 from tests.orchestrator.support import login, make_settings, running_app, wait_for
@@ -167,3 +169,28 @@ async def test_clip_ids_as_inputs_set_the_lineage_and_another_users_id_is_404(tm
         both = {"src_audio_id": clip["id"], "src_audio_path": path, "task_type": "cover"}
         r = await client.post("/v1/music/generate", json=body | both, headers=alice)
         assert r.status_code == 422 and r.json()["error"]["field"] == "src_audio_id", r.text
+
+
+async def test_an_edit_submission_names_its_parent_and_its_working_audio_makes_no_upload_clip(tmp_path) -> None:
+    async with running_app(make_settings(tmp_path), StageRunnerDouble()) as (app, client):
+        alice = await login(client, "alice")
+        await generated_job(client, alice)
+        (source,) = (await client.get("/v1/clips", headers=alice)).json()["items"]
+        body = MusicGenerateCreate.model_validate({"task_type": "repaint", "inference_steps": 1, "thinking": False})
+        job = await app.state.ctx.jobs.submit_music(
+            owner="alice", body=body, uploads={"src_audio": wav_bytes(seconds=10.0)},
+            extra_params={"parent_clip_id": source["id"], "clip_action": "replace_section",
+                          "src_latents_clip": source["id"]},
+        )
+        await wait_for(lambda: _succeeded(client, alice, job.public_id), what="the edit")
+        page = (await client.get("/v1/clips", headers=alice)).json()
+        assert page["total"] == 2 and {c["origin"] for c in page["items"]} == {"job"}  # no upload clip
+        edit = page["items"][0]
+        assert edit["parent_id"] == source["id"] and edit["action"] == "replace_section"
+        sent = np.load(tmp_path / "jobs" / job.public_id / "src_latents.npy")  # the latents the edit named
+        assert np.all(sent == source["seed"] % 997)
+        with pytest.raises(clips.ClipNotFoundError):  # another user's clip as src_latents_clip
+            await app.state.ctx.jobs.submit_music(
+                owner="bob", body=body, uploads={"src_audio": wav_bytes(seconds=10.0)},
+                extra_params={"parent_clip_id": source["id"], "src_latents_clip": source["id"]},
+            )

@@ -173,7 +173,9 @@ class Submitter:
         extra_params: Mapping[str, Any] | None = None,
     ) -> Job:
         """``extra_params``: set by the edit actions (``edits.py``: the ``edit`` plan and sampler fields the API has
-        no name for), stored in the job's params beside the body's."""
+        no name for), stored in the job's params beside the body's. With ``parent_clip_id`` in them the uploads are
+        the edit's working audio (no upload clips); ``src_latents_clip`` names a clip whose latents that audio is
+        (the sampler then starts from them)."""
         await self.admit(owner)
         callback_url = await self._webhooks.validate(body.callback_url)
         requested = body.model or self._settings.default_model
@@ -192,7 +194,9 @@ class Submitter:
                 lm_model_path=body.lm_model_path,
                 lm_backend=body.lm_backend,
             )
-        sources, parent = await self._music_sources(owner, body, uploads)
+        # An edit (extra_params names its parent clip) sends its working audio as an upload: not a new item received.
+        edit_parent = (extra_params or {}).get("parent_clip_id")
+        sources, parent = await self._music_sources(owner, body, uploads, register_uploads=edit_parent is None)
         if body.task_type in TASKS_NEEDING_SOURCE and "src_audio" not in sources:
             raise ApiError(
                 422,
@@ -218,12 +222,19 @@ class Submitter:
         params.pop("src_audio_path", None)
         params.pop("reference_audio_path", None)
         params.update(extra_params or {})
-        src_latents = None
         if parent is not None:  # lineage of the clips this job makes (services/clips.py); an edit's own params win
             params["parent_clip_id"] = parent.public_id
-            src_latents = await asyncio.to_thread(clips.source_latents, self._settings, parent, resolved.family)
+        # The clip whose latents src_audio was decoded from: the source clip, or the one an edit names as such.
+        latents_clip = parent if edit_parent is None else None
+        if (extra_params or {}).get("src_latents_clip"):
+            latents_clip = await clips.get_clip(
+                self._sessions, owner=owner, clip_id=str((extra_params or {})["src_latents_clip"]), field="clip_id"
+            )
+        src_latents = None
+        if latents_clip is not None and "src_audio" in decoded:
+            src_latents = await asyncio.to_thread(clips.source_latents, self._settings, latents_clip, resolved.family)
             if src_latents is not None:  # the sampler starts from the clip's own latents (no re-encode)
-                params["src_latents_clip"] = parent.public_id
+                params["src_latents_clip"] = latents_clip.public_id
         public_id = str(uuid.uuid4())
         directory = job_dir(self._settings, public_id)
         if decoded:
@@ -250,7 +261,7 @@ class Submitter:
         return resolve_model(choice, requested, described)
 
     async def _music_sources(
-        self, owner: str, body: MusicGenerateCreate, uploads: Mapping[str, bytes] | None
+        self, owner: str, body: MusicGenerateCreate, uploads: Mapping[str, bytes] | None, *, register_uploads: bool
     ) -> tuple[dict[str, bytes], Clip | None]:
         """The source and reference audio as bytes — an upload, else a clip id of the caller's (``*_audio_id``),
         else a ``*_path`` — and the clip the source audio came from (the new clips' parent)."""
@@ -264,9 +275,10 @@ class Submitter:
             clip = None
             if uploads and uploads.get(name):
                 sources[name] = uploads[name]  # an upload wins over the *_path / *_id fields, as upstream does
-                clip = await clips.create_upload_clip(  # every audio item received is a clip (header probed first)
-                    self._settings, self._sessions, owner=owner, data=uploads[name], field=name, quota=self.quota
-                )
+                if register_uploads:  # every audio item received is a clip (its header probed first)
+                    clip = await clips.create_upload_clip(
+                        self._settings, self._sessions, owner=owner, data=uploads[name], field=name, quota=self.quota
+                    )
             elif clip_id:
                 clip = await clips.get_clip(self._sessions, owner=owner, clip_id=clip_id, field=id_field)
                 sources[name] = await asyncio.to_thread(clips.read_source_bytes, self._settings, clip, id_field)
