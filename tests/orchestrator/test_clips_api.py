@@ -1,4 +1,4 @@
-"""The clip library's routes (``/v1/clips``): pages newest first by cursor, the owner rule (another user's id is a
+"""The clip library's routes (``/v1/clips``): pages newest first by cursor (SQLite and PostgreSQL), the owner rule (another user's id is a
 404 on every route), uploads probed before decode, signed file links, deletion removing files, the quota — with the
 in-process stage runner."""
 
@@ -49,8 +49,8 @@ async def upload(client, headers, data: bytes, **form) -> dict:
     return r.json()
 
 
-async def test_pages_owner_rule_files_and_delete(tmp_path) -> None:
-    settings = make_settings(tmp_path)
+async def test_pages_owner_rule_files_and_delete(tmp_path, db_url) -> None:
+    settings = make_settings(tmp_path, db_url)
     async with running_app(settings, StageRunnerDouble()) as (_app, client):
         alice, bob = await login(client, "alice"), await login(client, "bob")
         job = await generated_job(client, alice, batch_size=3, audio_format="flac")
