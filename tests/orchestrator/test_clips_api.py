@@ -1,6 +1,6 @@
-"""The clip library's routes (``/v1/clips``): pages newest first by cursor (SQLite and PostgreSQL), the owner rule (another user's id is a
-404 on every route), uploads probed before decode, signed file links, deletion removing files, the quota — with the
-in-process stage runner."""
+"""The clip library's routes (``/v1/clips``): pages newest first by cursor (SQLite and PostgreSQL), the owner rule
+(another user's id is a 404 on every route), uploads probed before decode, signed file links, deletion removing
+files, the quota — with the in-process stage runner."""
 
 from __future__ import annotations
 
