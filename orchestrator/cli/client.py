@@ -129,10 +129,18 @@ class SongClient:
     def status(self, intent_id: str) -> dict[str, Any]:
         return dict(self._request("GET", "/v1/song/status", params={"intent_id": intent_id})["data"])
 
-    def stems(self, path: Path, stems: int) -> dict[str, Any]:
-        """``POST /v1/stems`` with ``path`` uploaded: ``{job_id, status_url, ...}``."""
+    def stems(
+        self, path: Path, stems: int, *, tracks: list[str] | None = None, steps: int | None = None
+    ) -> dict[str, Any]:
+        """``POST /v1/stems`` with ``path`` uploaded: ``{job_id, status_url, ...}``. ``tracks``: ACE-Step's method
+        (one stem per track class, ``steps`` DiT steps) instead of the stem set ``stems``."""
+        data = {"stems": str(stems)}
+        if tracks:
+            data = {"method": "acestep", "tracks": ",".join(tracks)}
+            if steps:
+                data["inference_steps"] = str(steps)
         with path.open("rb") as handle:
-            return self._request("POST", "/v1/stems", data={"stems": str(stems)}, files={"file": (path.name, handle)})
+            return self._request("POST", "/v1/stems", data=data, files={"file": (path.name, handle)})
 
     def job(self, job_id: str) -> dict[str, Any]:
         return self._request("GET", f"/v1/jobs/{job_id}")

@@ -58,3 +58,21 @@ def test_stems_reports_the_field_the_server_rejects(
         main(["stems", str(text), "--stems", "3"])
     assert main(["stems", str(tmp_path / "missing.wav"), "--server", service, "--user", USER]) == 2
     assert "no such file" in capsys.readouterr().err
+
+
+def test_tracks_make_the_stems_with_the_acestep_method(
+    service: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("TRITONE_PASSWORD", PASSWORD)
+    rng = np.random.default_rng(6)
+    song = tmp_path / "song.wav"
+    sf.write(song, (0.3 * rng.standard_normal((48_000 * 10, 2))).astype(np.float32), 48_000)
+    out = tmp_path / "tracks"
+    argv = ["stems", str(song), "--tracks", "vocals,bass", "--steps", "2", "--server", service, "--user", USER]
+    code = main([*argv, "--out", str(out)])
+    assert code == 0, capsys.readouterr().err
+    assert sorted(p.name for p in out.iterdir()) == ["bass.wav", "stems.zip", "vocals.wav"]
+    assert sf.info(out / "vocals.wav").frames == 48_000 * 10
+    assert main([*argv, "--stems", "4"]) == 2 and "--stems does not go with --tracks" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["stems", str(song), "--tracks", "vocals,cowbell"])
