@@ -316,6 +316,26 @@ async def create_upload_clip(
     """An uploaded file as ``owner``'s clip (action ``upload``): the header probed before any decode, the file kept
     as sent (``audio``) and decoded once to the 48 kHz lossless ``source.flac`` edits read. 422 naming ``field`` for
     audio it cannot take, 429 over the storage quota, 507 when the disk is full."""
+    clip, _ = await store_upload(
+        settings, sessions, owner=owner, data=data, title=title, lyrics=lyrics, caption=caption, field=field,
+        quota=quota,
+    )
+    return clip
+
+
+async def store_upload(
+    settings: Settings,
+    sessions: async_sessionmaker,
+    *,
+    owner: str,
+    data: bytes,
+    title: str | None = None,
+    lyrics: str | None = None,
+    caption: str | None = None,
+    field: str = "file",
+    quota: StorageQuota | None = None,
+) -> tuple[Clip, np.ndarray]:
+    """:func:`create_upload_clip`, also giving the decoded 48 kHz waveform (a submission need not decode it again)."""
     if quota is not None:
         await quota.check(owner)
     header, wave = await read_audio(field, data, max_seconds=MAX_DURATION_S)
@@ -346,7 +366,7 @@ async def create_upload_clip(
     )
     try:
         async with sessions() as session:
-            return await clip_store.insert_clip(session=session, row=row)
+            return await clip_store.insert_clip(session=session, row=row), wave
     except BaseException:
         remove_files(settings, clip_id)
         raise

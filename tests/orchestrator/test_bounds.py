@@ -15,7 +15,7 @@ import soundfile as sf
 
 from orchestrator.app import create_app
 from orchestrator.bodylimit import json_depth
-from orchestrator.services.jobs import submit as submit_module
+from orchestrator.services import clips as clips_module  # where uploads are decoded
 from tests.orchestrator.doubles import StageRunnerDouble
 from tests.orchestrator.support import login, make_settings, post_cover, running_app
 
@@ -152,7 +152,7 @@ def no_decode(monkeypatch: pytest.MonkeyPatch) -> list[int]:
         calls.append(len(data))
         raise AssertionError("decode_audio ran on an upload that its header should have refused")
 
-    monkeypatch.setattr(submit_module, "decode_audio", refuse)
+    monkeypatch.setattr(clips_module, "decode_audio", refuse)
     return calls
 
 

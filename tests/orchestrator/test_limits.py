@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from orchestrator.services import clips as clips_module  # where uploads are decoded
 from orchestrator.services import storage as storage_module
 from orchestrator.services.auth import AuthService, hash_password
-from orchestrator.services.jobs import submit as submit_module
 from tests.orchestrator.doubles import StageRunnerDouble
 from tests.orchestrator.support import login, make_settings, post_cover, running_app
 
@@ -98,13 +98,13 @@ async def test_submission_rate_per_user(tmp_path) -> None:
 
 async def test_uploads_are_not_decoded_when_the_answer_is_429(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
     decoded: list[int] = []
-    real = submit_module.decode_audio
+    real = clips_module.decode_audio
 
     def counting(data: bytes, **kwargs: Any) -> np.ndarray:
         decoded.append(len(data))
         return real(data, **kwargs)
 
-    monkeypatch.setattr(submit_module, "decode_audio", counting)
+    monkeypatch.setattr(clips_module, "decode_audio", counting)
     buffer = io.BytesIO()
     sf.write(buffer, np.zeros((48000, 2), dtype=np.float32), 48000, format="WAV", subtype="PCM_16")
     settings = make_settings(tmp_path, triton_concurrency=0, user_queue_max=1)

@@ -196,7 +196,9 @@ class Submitter:
             )
         # An edit (extra_params names its parent clip) sends its working audio as an upload: not a new item received.
         edit_parent = (extra_params or {}).get("parent_clip_id")
-        sources, parent = await self._music_sources(owner, body, uploads, register_uploads=edit_parent is None)
+        sources, received, parent = await self._music_sources(
+            owner, body, uploads, register_uploads=edit_parent is None
+        )
         if body.task_type in TASKS_NEEDING_SOURCE and "src_audio" not in sources:
             raise ApiError(
                 422,
@@ -204,7 +206,10 @@ class Submitter:
                 "or src_audio_path",
                 field="src_audio",
             )
-        decoded = {name: await decode_source(name, data, max_seconds=MAX_DURATION_S) for name, data in sources.items()}
+        decoded = dict(received)  # uploads registered as clips were decoded then
+        for name, data in sources.items():
+            if name not in decoded:
+                decoded[name] = await decode_source(name, data, max_seconds=MAX_DURATION_S)
         # A track batch (track_names) holds one item per class.
         batch = len(body.track_names or []) or body.batch_size or self._settings.default_batch_size
         params = body.model_dump(mode="json")
@@ -262,10 +267,12 @@ class Submitter:
 
     async def _music_sources(
         self, owner: str, body: MusicGenerateCreate, uploads: Mapping[str, bytes] | None, *, register_uploads: bool
-    ) -> tuple[dict[str, bytes], Clip | None]:
+    ) -> tuple[dict[str, bytes], dict[str, np.ndarray], Clip | None]:
         """The source and reference audio as bytes — an upload, else a clip id of the caller's (``*_audio_id``),
-        else a ``*_path`` — and the clip the source audio came from (the new clips' parent)."""
+        else a ``*_path`` — the uploads decoded as they became clips, and the clip the source audio came from (the
+        new clips' parent)."""
         sources: dict[str, bytes] = {}
+        received: dict[str, np.ndarray] = {}
         parent: Clip | None = None
         for name in ("src_audio", "reference_audio"):
             id_field, path_field = f"{name}_id", f"{name}_path"
@@ -276,7 +283,7 @@ class Submitter:
             if uploads and uploads.get(name):
                 sources[name] = uploads[name]  # an upload wins over the *_path / *_id fields, as upstream does
                 if register_uploads:  # every audio item received is a clip (its header probed first)
-                    clip = await clips.create_upload_clip(
+                    clip, received[name] = await clips.store_upload(
                         self._settings, self._sessions, owner=owner, data=uploads[name], field=name, quota=self.quota
                     )
             elif clip_id:
@@ -287,7 +294,7 @@ class Submitter:
                 clip = await self._result_clip(owner, path)
             if name == "src_audio" and clip is not None:
                 parent = clip
-        return sources, parent
+        return sources, received, parent
 
     async def _result_clip(self, owner: str, value: str) -> Clip | None:
         """The clip of one of the caller's results named by a ``*_path`` (None for a server path)."""
