@@ -240,7 +240,8 @@ function collectRequest() {
     seed: number("seed"),
     model: text("model"),
     expand_theme: $("expand_theme").checked,
-    align_lyrics: $("align_lyrics").checked,  // asked for explicitly: the karaoke view needs the timing
+    // Asked for explicitly (the karaoke view needs it), for sung songs only: an instrumental has nothing to time.
+    align_lyrics: $("align_lyrics").checked && $("vocal_mode").value === "sing",
   };
   const tracks = [...document.querySelectorAll("input[name=track_classes]:checked")].map((i) => i.value);
   if (tracks.length) body.track_classes = tracks;
@@ -311,7 +312,9 @@ function safeName(text) {
 
 function renderItems(data) {
   const items = data.items || [];
-  const key = JSON.stringify(items.map((i) => [i.index, i.audio_url]));
+  // The links are signed afresh on every status read: the path alone says whether the items changed (a re-render
+  // would stop a player that is playing, and its karaoke view).
+  const key = JSON.stringify(items.map((i) => [i.index, String(i.audio_url).split("?")[0]]));
   if (key === state.renderedItems) return;
   state.renderedItems = key;
   const list = $("items");

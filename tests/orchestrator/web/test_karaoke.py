@@ -118,6 +118,10 @@ def check_at(page: Any, t: float, words: list[dict[str, Any]], lines: list[tuple
 def test_karaoke_highlights_the_line_and_word_being_sung(site: str, browser: Any) -> None:
     page, problems = logged_in_page(browser, site)
     assert page.is_checked("#align_lyrics"), "timed lyrics are asked for by default"
+    assert page.evaluate("collectRequest().align_lyrics") is True
+    page.select_option("#vocal_mode", "instrumental_quick")  # nothing to time in an instrumental
+    assert page.evaluate("collectRequest().align_lyrics") is False
+    page.select_option("#vocal_mode", "sing")
     make_song(page, "夜里的城市 霓虹在唱歌", steps=STEPS, seed=11)
 
     # The status JSON, fetched here, is the reference.
@@ -157,6 +161,29 @@ def test_karaoke_highlights_the_line_and_word_being_sung(site: str, browser: Any
         [PLAYER, known],
     )
     known_words = known["aligned_lyrics"]
+    # Playing: the view follows the player frame by frame (requestAnimationFrame while it plays). Before the many
+    # seeks below: Chromium can leave a pile of quick seeks pending, and play() then waits for them.
+    played = page.evaluate(
+        """async (selector) => {
+          const audio = document.querySelector(selector);
+          const box = audio.closest('.item').querySelector('.karaoke');
+          const seen = [];
+          const tick = () => { seen.push(box.dataset.word); if (!audio.paused) requestAnimationFrame(tick); };
+          audio.currentTime = 0;
+          const late = new Promise((ok) => setTimeout(() => ok('play() did not start within 20 s'), 20000));
+          const problem = await Promise.race([audio.play().then(() => null, (e) => String(e)), late]);
+          if (problem) return {problem, readyState: audio.readyState, networkState: audio.networkState};
+          requestAnimationFrame(tick);
+          await new Promise((ok) => setTimeout(ok, 2000));
+          audio.pause();
+          return {seen, time: audio.currentTime};
+        }""",
+        PLAYER,
+    )
+    assert "problem" not in played, played
+    sung = [int(w) for w in played["seen"] if w]
+    assert played["time"] > 0.5 and sung == sorted(sung) and len(set(sung)) >= 2, played
+
     assert check_at(page, FIRST_S / 2, known_words, known_lines) == (-1, None)
     for k, w in enumerate(known_words):
         assert check_at(page, w["start_s"] + WORD_S / 2, known_words, known_lines) == (word_line[k], k)
