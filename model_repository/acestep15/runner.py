@@ -12,6 +12,7 @@ seeded noise, APG, Euler steps, loudness), which the end-to-end test checks on t
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 from typing import Any
@@ -230,6 +231,14 @@ class SongRunner(RunnerBase[Assets]):
         if task == "cover" and req.audio_cover_strength < 1.0:
             nc_text, nc_lyrics = _format_prompt(req, duration=duration, instruction=TASK_INSTRUCTIONS["text2music"])
             non_cover = yield from self._conditions(vs, versions, [nc_text], nc_lyrics, refer)
+        no_lyrics, lyric_g = None, req.lyric_guidance if req.lyric_guidance != 1.0 else None
+        if lyric_g is not None:
+            # Lyric guidance: the same prompt with the lyrics left out, one more DiT row per step (docs/edits.md).
+            bare = dataclasses.replace(req, lyrics="")
+            nl_prompts = [_format_prompt(bare, duration=duration, instruction=text) for text in instructions]
+            no_lyrics = yield from self._conditions(
+                vs, versions, [text for text, _ in nl_prompts], nl_prompts[0][1], refer
+            )
 
         src, frames = yield from self._source_latents(
             vs, versions, task, parsed_codes, src_audio, frames, generator, batch, src_latents
@@ -271,7 +280,12 @@ class SongRunner(RunnerBase[Assets]):
                     assert momentum is not None
                     vt = sampling.apg(v_cond, v_uncond, guidance_scale, momentum)
             else:
-                vt = yield from self._velocity(versions, latents, t, cond_rows, context, cond_lengths)
+                vt = v_cond = yield from self._velocity(versions, latents, t, cond_rows, context, cond_lengths)
+            if no_lyrics is not None and lyric_g is not None:
+                nl_rows = no_lyrics[0] if tracks else np.repeat(no_lyrics[0], batch, axis=0)
+                nl_lengths = no_lyrics[1] if tracks else no_lyrics[1] * batch
+                v_nl = yield from self._velocity(versions, latents, t, nl_rows, context, nl_lengths)
+                vt = vt + (lyric_g - 1.0) * (v_cond - v_nl)
             if non_cover is not None:
                 nc_rows = np.repeat(non_cover[0], batch, axis=0)
                 v_nc = yield from self._velocity(versions, latents, t, nc_rows, context, non_cover[1] * batch)
@@ -306,6 +320,7 @@ class SongRunner(RunnerBase[Assets]):
             "shift": req.shift,
             "duration": frames / fps,
             "use_adg": req.use_adg,
+            "lyric_guidance": req.lyric_guidance,
             "latents": latents.numpy(),  # what the VAE decoded [B, T, C]: sent as the ``latents`` output, not JSON
         }
         if tracks:

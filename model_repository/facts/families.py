@@ -122,7 +122,7 @@ ACESTEP15_FACTS = FamilyFacts(
     own_fields=(
         "track_name", "complete_track_classes", "instruction", "repainting_start", "repainting_end",
         "audio_cover_strength", "audio_codes", "use_adg", "cfg_interval_start", "cfg_interval_end", "timesteps",
-        "align_lyrics", "track_names",
+        "align_lyrics", "track_names", "lyric_guidance",
     ),
     # Upstream (acestep/constants.py TASK_TYPES_TURBO / TASK_TYPES_BASE, "pure base models only"): turbo and SFT
     # DiTs were not trained for the track tasks; only the base DiT runs them.

@@ -41,6 +41,7 @@ V1_MAX_DURATION_S = ACESTEP_V1_FACTS.max_duration_s
 # Tasks that edit an input: they need source audio (cover may use 5 Hz audio codes instead).
 NEEDS_SOURCE = {task: "src_audio" for task in ACESTEP15_FACTS.needs_source}
 DEFAULT_GUIDANCE = {name: facts.default_guidance for name, facts in FAMILY_FACTS.items()}
+MAX_LYRIC_GUIDANCE = 10.0
 _CODE = re.compile(r"<\|audio_code_(\d+)\|>")
 
 
@@ -66,6 +67,8 @@ class SamplerRequest:
     repainting_start: float | None = None
     repainting_end: float | None = None
     audio_cover_strength: float = 1.0
+    # ACE-Step 1.5: lyric guidance g (None/1 = off): velocity += (g - 1) * (v(cond) - v(cond without lyrics))
+    lyric_guidance: float | None = None
     audio_codes: list[str] = field(default_factory=list)
     inference_steps: int | None = None
     guidance_scale: float = 7.0  # parse_request fills in the family's default (DEFAULT_GUIDANCE)
@@ -196,6 +199,7 @@ def parse_request(
             f"'repainting_start' ({req.repainting_start}), or -1/null for the end of the song"
         )
     req.audio_cover_strength = _number(data, "audio_cover_strength", 0.0, 1.0, default=1.0)
+    req.lyric_guidance = _number(data, "lyric_guidance", 0.0, MAX_LYRIC_GUIDANCE)
     req.audio_codes = _parse_codes(data.get("audio_codes"), codebook_size or 0)
     _parse_shared(req, data)
     req.use_adg = _bool(data, "use_adg", False)

@@ -38,29 +38,32 @@ def edit_weight(
     return weight
 
 
+def _fit(audio: np.ndarray, length: int) -> np.ndarray:
+    """``audio`` [..., S] cut or zero-padded to ``length`` samples."""
+    out = np.zeros((*audio.shape[:-1], length), np.float32)
+    n = min(length, audio.shape[-1])
+    out[..., :n] = audio[..., :n]
+    return out
+
+
 def splice(
     source: np.ndarray, generated: np.ndarray, windows: Sequence[tuple[float, float]], *, rate: int,
-    crossfade_s: float = CROSSFADE_S,
+    crossfade_s: float = CROSSFADE_S, length: int | None = None,
 ) -> np.ndarray:
-    """``generated`` [B, 2, S] with the source [2, S'] kept outside ``windows``; the result has ``generated``'s
-    length (a shorter source — the part an extend adds — counts as edited)."""
-    length = generated.shape[-1]
-    src = np.zeros((source.shape[0], length), np.float32)
+    """``generated`` [B, 2, S] with the source [2, S'] kept outside ``windows``, ``length`` samples long (None:
+    ``generated``'s; a family whose decoder rounds to its own frame size is cut back to the source's). Past the
+    source's end (what an extend adds) counts as edited."""
+    length = generated.shape[-1] if length is None else length
     n = min(length, source.shape[-1])
-    src[:, :n] = source[:, :n]
     covered = list(windows) + ([(n / rate, length / rate)] if n < length else [])
     w = edit_weight(length, covered, rate=rate, crossfade_s=crossfade_s)
-    return (src[None] * (1.0 - w) + generated.astype(np.float32) * w).astype(np.float32)
+    return (_fit(source, length)[None] * (1.0 - w) + _fit(generated, length) * w).astype(np.float32)
 
 
 def mix(kept: np.ndarray, new: np.ndarray) -> np.ndarray:
     """``kept`` [2, S] + each of ``new`` [B, 2, S'] (cut or padded to S); scaled by one factor per item only if
     the sum would exceed full scale, so the kept stem's share stays exact otherwise."""
-    length = kept.shape[-1]
-    fitted = np.zeros((new.shape[0], new.shape[1], length), np.float32)
-    n = min(length, new.shape[-1])
-    fitted[..., :n] = new[..., :n]
-    out = kept[None].astype(np.float32) + fitted
+    out = kept[None].astype(np.float32) + _fit(new, kept.shape[-1])
     peak = np.abs(out).reshape(out.shape[0], -1).max(axis=1)
     scale = np.where(peak > 1.0, 1.0 / np.maximum(peak, 1e-9), 1.0).astype(np.float32)
     return out * scale[:, None, None]

@@ -42,6 +42,7 @@ def triton_server(request: pytest.FixtureRequest):  # type: ignore[no-untyped-de
 class Edits:
     def __init__(self, client: Any, headers: dict[str, str]) -> None:
         self.client, self.headers = client, headers
+        self.last: dict[str, Any] = {}  # the last edit's finished job
 
     async def finished(self, job_id: str) -> dict[str, Any]:
         async def probe() -> dict[str, Any] | None:
@@ -66,7 +67,7 @@ class Edits:
     async def edit(self, source: str, **fields: Any) -> tuple[str, np.ndarray]:
         r = await self.client.post("/v1/edits", headers=self.headers, json={"source": source, **FAST, **fields})
         assert r.status_code == 200, r.text
-        job = await self.finished(r.json()["job_id"])
+        job = self.last = await self.finished(r.json()["job_id"])
         return f"{job['job_id']}/item_0.wav", await self.audio(job)
 
     async def refused(self, body: dict[str, Any], status: int = 422) -> dict[str, Any]:
@@ -99,16 +100,24 @@ async def test_extend_replace_section_and_their_chain(triton_server, tmp_path) -
         edits = Edits(client, await login(client))
         src_path, src = await edits.source()
 
-        ext_path, ext = await edits.edit(src_path, action="extend", continue_at=6, duration=14, lyric="[Chorus]\nmore")
+        _, ext = await edits.edit(src_path, action="extend", continue_at=6, duration=14, lyric="[Chorus]\nmore")
         assert abs(_seconds(ext) - 14) < 0.05
         keep = 6 * RATE
         assert float(np.abs(ext[:, :keep] - src[:, :keep]).max()) <= KEPT_TOLERANCE
         assert _differs(ext[:, keep:], src[:, keep:])  # past continue_at: new audio, not the old tail
 
-        # extending an extension: the first extension's whole song is kept up to its continue_at
-        _, ext2 = await edits.edit(ext_path, action="extend", continue_at=14, duration=20)
+        # extending an extension, by its clip id: the first extension's whole song is kept up to its continue_at,
+        # and the new clip's lineage names its parent and the action
+        ext_clip = edits.last["result"]["clip_ids"][0]
+        r = await client.post(f"/v1/clips/{ext_clip}/edits", headers=edits.headers,
+                              json={"action": "extend", "continue_at": 14, "duration": 20, **FAST})
+        assert r.status_code == 200, r.text
+        job2 = await edits.finished(r.json()["job_id"])
+        ext2 = await edits.audio(job2)
         assert abs(_seconds(ext2) - 20) < 0.05
         assert float(np.abs(ext2[:, : 14 * RATE] - ext[:, : 14 * RATE]).max()) <= KEPT_TOLERANCE
+        clip = (await client.get(f"/v1/clips/{job2['result']['clip_ids'][0]}", headers=edits.headers)).json()
+        assert (clip["parent_id"], clip["action"]) == (ext_clip, "extend"), clip
 
         _, rep = await edits.edit(
             src_path, action="replace_section", replace_section_start=3, replace_section_end=6, lyric="[Bridge]\nnew"
@@ -138,7 +147,7 @@ async def test_variation_cover_and_every_knob_change_the_output(triton_server, t
         _, base = await edits.edit(src_path, **section)
         _, again = await edits.edit(src_path, **section)
         assert _gap(base, again) == 0.0  # same seed, same edit: the same audio
-        for knob in ({"weirdness": 0.9},):
+        for knob in ({"weirdness": 0.9}, {"lyrics_strength": 1.0}, {"lyrics_strength": 0.0}):
             _, turned = await edits.edit(src_path, **section, **knob)
             assert _differs(turned[:, inside], base[:, inside]), knob
         # sound_strength is guidance: the turbo DiT does not apply it (a 422), the sft set does
@@ -179,3 +188,38 @@ async def test_bad_fields_and_variant_errors_name_them(triton_server, tmp_path) 
         bob = Edits(client, await login(client, "bob"))
         error = await bob.refused({"source": src_path, "action": "cover"}, 404)
         assert error["field"] == "source"
+
+
+async def test_swaps_on_the_base_dit(triton_server, tmp_path) -> None:
+    settings = make_settings(tmp_path, triton_urls=[triton_server.grpc_url])
+    async with running_app(settings) as (_, client):
+        edits = Edits(client, await login(client))
+        src_path, src = await edits.source()
+        # stems of the source -> lego/complete on the base DiT -> stems of that -> the kept stem + the new one
+        _, vocals = await edits.edit(src_path, action="swap_vocals", model="acestep15:base", lyric="[Verse]\nnew",
+                                     gender="female")
+        _, backing = await edits.edit(src_path, action="swap_instrumentals", model="acestep15:base", prompt="jazz",
+                                      tracks=["drums", "bass"])
+        for swapped in (vocals, backing):
+            assert swapped.shape == src.shape and np.isfinite(swapped).all() and _differs(swapped, src)
+
+
+@pytest.mark.slow
+async def test_edits_on_v1(triton_server, tmp_path) -> None:
+    settings = make_settings(tmp_path, triton_urls=[triton_server.grpc_url])
+    async with running_app(settings) as (_, client):
+        edits = Edits(client, await login(client))
+        src_path, src = await edits.source()
+        # v1 has repaint natively: the same splice guarantee, and lyrics_strength is its double-condition guidance
+        section = {"action": "replace_section", "replace_section_start": 3, "replace_section_end": 7,
+                   "model": "acestep_v1"}
+        _, v1 = await edits.edit(src_path, **section)
+        outside = np.r_[0 : 3 * RATE, 7 * RATE : src.shape[-1]]
+        assert v1.shape == src.shape
+        assert float(np.abs(v1[:, outside] - src[:, outside]).max()) <= KEPT_TOLERANCE
+        assert _differs(v1[:, 4 * RATE : 6 * RATE], src[:, 4 * RATE : 6 * RATE])
+        _, v1_lyric = await edits.edit(src_path, **section, lyrics_strength=1.0)
+        assert _differs(v1_lyric[:, 4 * RATE : 6 * RATE], v1[:, 4 * RATE : 6 * RATE])
+        _, v1_ext = await edits.edit(src_path, action="extend", continue_at=8, duration=12, model="acestep_v1")
+        assert abs(_seconds(v1_ext) - 12) < 0.05
+        assert float(np.abs(v1_ext[:, : 8 * RATE] - src[:, : 8 * RATE]).max()) <= KEPT_TOLERANCE

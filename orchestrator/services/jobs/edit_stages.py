@@ -70,7 +70,11 @@ class EditStages:
         generated = await self._generated(directory)
         source = await asyncio.to_thread(load_upload, directory, "src_audio")
         windows = [(float(a), float(b)) for a, b in edit["windows"]]
-        out = splice(source, generated, windows, rate=SAMPLE_RATE, crossfade_s=float(edit["crossfade_s"]))
+        # the result is as long as the sampler's source (extend: already padded to the target duration)
+        out = splice(
+            source, generated, windows, rate=SAMPLE_RATE, crossfade_s=float(edit["crossfade_s"]),
+            length=source.shape[-1],
+        )
         await self._keep(run, directory, out)
 
     async def mix(self, run: Run) -> None:

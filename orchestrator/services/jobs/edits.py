@@ -109,11 +109,7 @@ def knob_params(edit: EditBase, *, family: str, turbo: bool, variant: str) -> di
             out["guidance_scale_text"] = scale
             out["guidance_scale_lyric"] = min(V1_MAX_GUIDANCE, max(1.01, scale * _lyric_guidance(edit.lyrics_strength)))
         else:
-            raise ApiError(
-                422,
-                f"lyrics_strength: {family} has no lyric guidance yet; use an {ACESTEP_V1} model or leave it out",
-                field="lyrics_strength",
-            )
+            out["lyric_guidance"] = _lyric_guidance(edit.lyrics_strength)
     return out
 
 

@@ -34,6 +34,7 @@ def test_defaults_and_normalisation():
         ({"audio_codes": "no codes here"}, "contains no <|audio_code_N|>"),
         ({"use_adg": "yes"}, "'use_adg' must be true or false"),
         ({"family": "v9"}, "'family' must be one of"),
+        ({"lyric_guidance": 11}, "'lyric_guidance' must be in 0..10"),
     ],
 )
 def test_each_mistake_names_the_field_and_the_allowed_values(fields, message):

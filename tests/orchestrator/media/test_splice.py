@@ -42,3 +42,10 @@ def test_mix_adds_the_kept_stem_and_only_scales_to_avoid_clipping() -> None:
     assert out.shape == (1, 2, 100) and np.allclose(out, 0.75)
     loud = np.full((1, 2, 100), 1.75, np.float32)
     assert np.isclose(np.abs(mix(kept, loud)).max(), 1.0)
+
+
+def test_splice_cuts_a_longer_generation_back_to_the_given_length() -> None:
+    source = np.ones((2, 5000), np.float32)
+    generated = np.zeros((1, 2, 5123), np.float32)  # a decoder that rounds up to its own frame
+    out = splice(source, generated, [(1.0, 3.0)], rate=RATE, length=5000)
+    assert out.shape == (1, 2, 5000) and (out[0, :, 3000:] == 1).all()
