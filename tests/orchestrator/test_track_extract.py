@@ -11,7 +11,7 @@ import pytest
 import soundfile as sf
 
 from tests.orchestrator.doubles import StageRunnerDouble
-from tests.orchestrator.support import login, make_settings, running_app, wait_for
+from tests.orchestrator.support import login, make_settings, running_app, wait_job
 
 
 def _wav(seconds: float = 10.0) -> bytes:
@@ -55,13 +55,7 @@ async def test_several_classes_make_one_job_with_a_file_per_class_and_turbo_is_r
         r = await _post(client, headers, {"task_type": "extract", "track_names": ",".join(tracks),
                                           "model": "acestep-v15-base", "inference_steps": "2", "audio_format": "wav"})
         assert r.status_code == 200, r.text
-        job_id = r.json()["job_id"]
-
-        async def finished():
-            body = (await client.get(f"/v1/jobs/{job_id}", headers=headers)).json()
-            return body if body["status"] in ("succeeded", "failed") else None
-
-        job = await wait_for(finished, timeout=240, interval=0.3, what="the extract job")
+        job = await wait_job(client, headers, r.json()["job_id"], what="the extract job")
         assert job["status"] == "succeeded", job
         result = job["result"]
         assert result["track_names"] == tracks and result["dit_model"] == "acestep-v15-base"
