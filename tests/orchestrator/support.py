@@ -94,6 +94,19 @@ async def create_song(client: httpx.AsyncClient, headers: dict[str, str], theme:
     return intent
 
 
+async def wait_job(
+    client: httpx.AsyncClient, headers: dict[str, str], job_id: str, *, timeout: float = 240.0, what: str = "the job"
+) -> dict[str, Any]:
+    """``GET /v1/jobs/{job_id}`` (the ACE-Step API) until the job succeeded or failed; its body."""
+
+    async def finished() -> dict[str, Any] | None:
+        body: dict[str, Any] = (await client.get(f"/v1/jobs/{job_id}", headers=headers)).json()
+        return body if body["status"] in ("succeeded", "failed") else None
+
+    result: dict[str, Any] = await wait_for(finished, timeout=timeout, interval=0.3, what=what)
+    return result
+
+
 async def post_cover(
     client: httpx.AsyncClient, headers: dict[str, str], audio: bytes, filename: str = "a.wav"
 ) -> httpx.Response:

@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -28,6 +29,16 @@ from tests.orchestrator.support import (
 )
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+async def _job_and_stage_runs(db_url: str, intent: str) -> tuple[Any, list[Any]]:
+    """The job's row and its stage runs, read straight from the database."""
+    engine = make_engine(db_url)
+    async with make_sessionmaker(engine)() as session:
+        row = await store.get_job(session=session, public_id=intent)
+        runs = await store.stage_runs(session=session, job_id=row.id)
+    await engine.dispose()
+    return row, list(runs)
 
 
 async def test_graceful_restart_resumes_and_keeps_finished_jobs(tmp_path, db_url) -> None:
@@ -128,11 +139,7 @@ async def test_crashed_worker_job_is_taken_over_after_lease(tmp_path, db_url) ->
             done = await wait_song(client, headers, intent, ("succeeded", "failed"), timeout=30)
             assert done["status"] == "succeeded", done
         assert [m for m, _ in taker.calls] == ["sampler"]  # lyrics and metadata were checkpointed
-        engine = make_engine(db_url)
-        async with make_sessionmaker(engine)() as session:
-            row = await store.get_job(session=session, public_id=intent)
-            runs = await store.stage_runs(session=session, job_id=row.id)
-        await engine.dispose()
+        row, runs = await _job_and_stage_runs(db_url, intent)
         assert row.attempts == 2
         audio_runs = [r for r in runs if r.stage == "audio"]
         assert [r.ok for r in audio_runs] == [None, True]  # the crashed attempt never finished
@@ -233,11 +240,7 @@ async def test_kill_9_during_each_stage_loses_nothing(tmp_path, hold, stage, rer
             assert done["status"] == "succeeded", done
             assert done["items"] and all(item["audio_url"] for item in done["items"]), done
         assert [m for m, _ in taker.calls if m != "lm"] == rerun
-        engine = make_engine(db_url)
-        async with make_sessionmaker(engine)() as session:
-            row = await store.get_job(session=session, public_id=intent)
-            runs = await store.stage_runs(session=session, job_id=row.id)
-        await engine.dispose()
+        row, runs = await _job_and_stage_runs(db_url, intent)
         assert row.attempts == 2
         assert [r.ok for r in runs if r.stage == stage] == [None, True]  # the crashed attempt never finished
     finally:

@@ -18,7 +18,7 @@ from orchestrator import store
 from orchestrator.db import make_engine, make_sessionmaker
 from orchestrator.services.triton import ModelError, TritonGateway
 from orchestrator.settings import Settings
-from tests.orchestrator.support import login, make_settings, running_app, wait_for, wait_song
+from tests.orchestrator.support import login, make_settings, running_app, wait_for, wait_job, wait_song
 
 pytestmark = pytest.mark.triton
 
@@ -130,11 +130,7 @@ async def test_song_and_acestep_jobs_on_real_triton(triton_server, tmp_path) -> 
         )
         job_id = r.json()["job_id"]
 
-        async def finished():
-            body = (await client.get(f"/v1/jobs/{job_id}", headers=headers)).json()
-            return body if body["status"] in ("succeeded", "failed") else None
-
-        job = await wait_for(finished, timeout=240, interval=0.3, what="the ACE-Step job")
+        job = await wait_job(client, headers, job_id, timeout=240, what="the ACE-Step job")
         assert job["status"] == "succeeded", job
         assert job["result"]["bpm"] and job["result"]["keyscale"] and len(job["result"]["audio_paths"]) == 1
 
@@ -182,11 +178,7 @@ async def test_failover_to_second_server_when_one_dies_mid_stage(tiny_repo: Path
             killed_at = time.monotonic()
             os.killpg(victim.pgid, signal.SIGKILL)  # the server dies mid-stage, no goodbye
 
-            async def finished():
-                body = (await client.get(f"/v1/jobs/{job_id}", headers=headers)).json()
-                return body if body["status"] in ("succeeded", "failed") else None
-
-            job = await wait_for(finished, timeout=300, interval=0.3, what="the job after failover")
+            job = await wait_job(client, headers, job_id, timeout=300, what="the job after failover")
             assert job["status"] == "succeeded", job
             assert time.monotonic() - killed_at < 300
             health = {h.url: h.healthy for h in await gateway.health()}

@@ -13,7 +13,7 @@ from model_repository.launcher.server import TritonServer
 from orchestrator.services.triton import TritonGateway
 from tests.markers import needs_triton
 from tests.orchestrator.drills import triton_outage_drill
-from tests.orchestrator.support import login, make_settings, running_app, wait_for
+from tests.orchestrator.support import login, make_settings, running_app, wait_for, wait_job
 from tests.orchestrator.toy_sampler import MUSIC_JOB, write_toy_sampler
 
 pytestmark = [pytest.mark.triton, needs_triton]
@@ -59,11 +59,7 @@ async def test_one_of_two_servers_killed_fails_over_and_is_counted(tmp_path) -> 
             assert victim.pgid is not None
             os.killpg(victim.pgid, signal.SIGKILL)
 
-            async def finished() -> dict | None:
-                body = (await client.get(f"/v1/jobs/{job_id}", headers=headers)).json()
-                return body if body["status"] in ("succeeded", "failed") else None
-
-            job = await wait_for(finished, timeout=120, interval=0.3, what="the job after failover")
+            job = await wait_job(client, headers, job_id, timeout=120, what="the job after failover")
             assert job["status"] == "succeeded", job
             text = (await client.get("/metrics")).text
             assert 'tritone_triton_failovers_total{model="sampler"}' in text
