@@ -14,7 +14,6 @@ Credentials: a header, or upstream's ``ai_token`` body field (``MaybeUser`` + ``
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -22,8 +21,8 @@ from pydantic import ValidationError
 
 from orchestrator import store
 from orchestrator.errors import ApiError, validated, validation_error
-from orchestrator.routers.bodies import read_body
-from orchestrator.routers.deps import Ctx, MaybeUser, User, body_user, fields_body
+from orchestrator.routers.bodies import body_openapi, read_body
+from orchestrator.routers.deps import Ctx, MaybeUser, User, body_user, error_responses, fields_body
 from orchestrator.schemas.acestep import (
     JobCancelled,
     JobCreated,
@@ -31,7 +30,6 @@ from orchestrator.schemas.acestep import (
     MusicGenerateCreate,
     QueryResultRequest,
 )
-from orchestrator.schemas.common import ErrorEnvelope
 from orchestrator.services import acestep_views, views
 
 router = APIRouter(tags=["ace-step"])
@@ -42,38 +40,23 @@ _UPLOAD_FIELDS = {
     "reference_audio": "reference_audio",
     "ref_audio": "reference_audio",
 }
-_ERRORS: dict[int | str, dict[str, Any]] = {
-    code: {"model": ErrorEnvelope, "description": text}
-    for code, text in (
-        (401, "not authenticated"),
-        (404, "unknown job id"),
-        (413, "upload too large"),
-        (415, "unsupported content type"),
-        (422, "a field is invalid (the error names it)"),
-        (429, "job queue full (see Retry-After)"),
-    )
-}
+_ERRORS = error_responses(
+    (401, "not authenticated"),
+    (404, "unknown job id"),
+    (413, "upload too large"),
+    (415, "unsupported content type"),
+    (422, "a field is invalid (the error names it)"),
+    (429, "job queue full (see Retry-After)"),
+)
 
 
 def _generate_openapi() -> dict[str, Any]:
-    schema = MusicGenerateCreate.model_json_schema(mode="validation")
-    multipart = json.loads(json.dumps(schema))
-    multipart.setdefault("properties", {}).update(
-        {
-            "src_audio": {"type": "string", "format": "binary", "description": "source audio (cover/repaint/...)"},
-            "reference_audio": {"type": "string", "format": "binary", "description": "reference audio (style)"},
-        }
+    return body_openapi(
+        MusicGenerateCreate,
+        {"src_audio": "source audio (cover/repaint/...)", "reference_audio": "reference audio (style)"},
+        required=False,
+        urlencoded=True,
     )
-    return {
-        "requestBody": {
-            "required": False,
-            "content": {
-                "application/json": {"schema": schema},
-                "application/x-www-form-urlencoded": {"schema": json.loads(json.dumps(schema))},
-                "multipart/form-data": {"schema": multipart},
-            },
-        }
-    }
 
 
 async def parse_generate(request: Request, ctx: Ctx) -> tuple[MusicGenerateCreate, dict[str, bytes], dict[str, Any]]:

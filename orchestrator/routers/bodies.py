@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from fastapi import Request
+from pydantic import BaseModel
 from starlette.datastructures import UploadFile
 
 from orchestrator.errors import ApiError
@@ -31,6 +32,23 @@ def _form_value(values: list[Any]) -> Any:
         except ValueError:
             return value
     return value
+
+
+def body_openapi(
+    model: type[BaseModel], files: Mapping[str, str], *, required: bool, urlencoded: bool
+) -> dict[str, Any]:
+    """The ``openapi_extra`` of a route that reads its body with :func:`read_body`: ``model`` as JSON, as multipart
+    with ``files`` (name -> description) as binary fields, and as a urlencoded form where ``urlencoded``."""
+    schema = model.model_json_schema(mode="validation")
+    multipart = json.loads(json.dumps(schema))
+    multipart.setdefault("properties", {}).update(
+        {name: {"type": "string", "format": "binary", "description": text} for name, text in files.items()}
+    )
+    content: dict[str, Any] = {"application/json": {"schema": schema}}
+    if urlencoded:
+        content["application/x-www-form-urlencoded"] = {"schema": json.loads(json.dumps(schema))}
+    content["multipart/form-data"] = {"schema": multipart}
+    return {"requestBody": {"required": required, "content": content}}
 
 
 async def _read_upload(ctx: Ctx, name: str, upload: UploadFile) -> bytes:

@@ -1,4 +1,5 @@
-"""Dependencies shared by the routes: the app context, the caller's identity and plain (file-less) bodies."""
+"""Dependencies shared by the routes: the app context, the caller's identity, plain (file-less) bodies and the
+OpenAPI description of their errors."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBea
 
 from orchestrator.context import AppContext
 from orchestrator.errors import ApiError
+from orchestrator.schemas.common import ErrorEnvelope
 
 bearer_scheme = HTTPBearer(auto_error=False, description="an API key, or a token from POST /auth/login")
 api_key_scheme = APIKeyHeader(name="X-API-Key", auto_error=False, description="an API key from TRITONE_API_KEYS")
@@ -124,3 +126,8 @@ async def fields_body(request: Request, *, max_fields: int, holding: str = "") -
         form = await request.form(max_files=0, max_fields=max_fields)
         return {k: v for k, v in form.items() if isinstance(v, str)}
     return await json_object(request, holding=holding)
+
+
+def error_responses(*codes: tuple[int, str], model: type = ErrorEnvelope) -> dict[int | str, dict[str, Any]]:
+    """A route's OpenAPI ``responses``: each (status, what it means there), answered in ``model``'s envelope."""
+    return {code: {"model": model, "description": text} for code, text in codes}

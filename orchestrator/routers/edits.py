@@ -16,23 +16,19 @@ from typing import Any
 from fastapi import APIRouter, Request
 
 from orchestrator.errors import ApiError, validated
-from orchestrator.routers.deps import Ctx, User, json_object
+from orchestrator.routers.deps import Ctx, User, error_responses, json_object
 from orchestrator.schemas.acestep import JobCreated
-from orchestrator.schemas.common import ErrorEnvelope
 from orchestrator.schemas.edits import EDIT_ACTIONS, EDIT_MODELS, AnyEdit
 from orchestrator.services.jobs.edits import EditSubmitter, resolve_source
 
 router = APIRouter(tags=["edits"])
 
-_ERRORS: dict[int | str, dict[str, Any]] = {
-    code: {"model": ErrorEnvelope, "description": text}
-    for code, text in (
-        (401, "not authenticated"),
-        (404, "unknown clip or result"),
-        (422, "a field is invalid, or the model cannot do the action (the error names the field)"),
-        (429, "job queue full (see Retry-After)"),
-    )
-}
+_ERRORS = error_responses(
+    (401, "not authenticated"),
+    (404, "unknown clip or result"),
+    (422, "a field is invalid, or the model cannot do the action (the error names the field)"),
+    (429, "job queue full (see Retry-After)"),
+)
 _OPENAPI = {
     "requestBody": {
         "required": True,

@@ -9,8 +9,8 @@ from fastapi import APIRouter, Query
 
 from orchestrator import store
 from orchestrator.errors import ApiError
-from orchestrator.routers.deps import Ctx, User
-from orchestrator.schemas.common import ErrorEnvelope, envelope
+from orchestrator.routers.deps import Ctx, User, error_responses
+from orchestrator.schemas.common import envelope
 from orchestrator.schemas.song import (
     NextStep,
     SongCancel,
@@ -23,16 +23,13 @@ from orchestrator.services import views
 
 router = APIRouter(tags=["song"])
 
-_ERRORS: dict[int | str, dict[str, Any]] = {
-    code: {"model": ErrorEnvelope, "description": text}
-    for code, text in (
-        (401, "not logged in / invalid token"),
-        (404, "unknown intent_id"),
-        (422, "a field is invalid (the error names it)"),
-        (429, "job queue full (see Retry-After)"),
-        (503, "lyricist not enabled"),
-    )
-}
+_ERRORS = error_responses(
+    (401, "not logged in / invalid token"),
+    (404, "unknown intent_id"),
+    (422, "a field is invalid (the error names it)"),
+    (429, "job queue full (see Retry-After)"),
+    (503, "lyricist not enabled"),
+)
 
 IntentId = Annotated[str, Query(min_length=1, max_length=64, description="from POST /v1/song/create")]
 

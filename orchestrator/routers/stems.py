@@ -5,47 +5,33 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from fastapi import APIRouter, Request
 from pydantic import ValidationError
 
 from orchestrator.errors import ApiError, validation_error
-from orchestrator.routers.bodies import read_body
-from orchestrator.routers.deps import Ctx, User
-from orchestrator.schemas.common import ErrorEnvelope
+from orchestrator.routers.bodies import body_openapi, read_body
+from orchestrator.routers.deps import Ctx, User, error_responses
 from orchestrator.schemas.stems import StemsCreate, StemsCreated
 from orchestrator.services.jobs.stems import ClipSource, ItemSource, StemsSource, UploadSource
 
 router = APIRouter(tags=["stems"])
 
-_ERRORS: dict[int | str, dict[str, Any]] = {
-    code: {"model": ErrorEnvelope, "description": text}
-    for code, text in (
-        (401, "not authenticated"),
-        (404, "job_id: no such job of yours"),
-        (413, "upload too large"),
-        (415, "unsupported content type"),
-        (422, "a field is invalid (the error names it): stems, file, job_id, item, ..."),
-        (429, "job queue full (see Retry-After)"),
-        (503, "no separator is served"),
-    )
-}
+_ERRORS = error_responses(
+    (401, "not authenticated"),
+    (404, "job_id: no such job of yours"),
+    (413, "upload too large"),
+    (415, "unsupported content type"),
+    (422, "a field is invalid (the error names it): stems, file, job_id, item, ..."),
+    (429, "job queue full (see Retry-After)"),
+    (503, "no separator is served"),
+)
 
 
 def _openapi() -> dict[str, Any]:
-    schema = StemsCreate.model_json_schema(mode="validation")
-    multipart = json.loads(json.dumps(schema))
-    multipart.setdefault("properties", {})["file"] = {
-        "type": "string", "format": "binary", "description": "the song (WAV, FLAC, OGG, MP3, AIFF; at most 600 s)"
-    }
-    return {
-        "requestBody": {
-            "required": True,
-            "content": {"application/json": {"schema": schema}, "multipart/form-data": {"schema": multipart}},
-        }
-    }
+    file = "the song (WAV, FLAC, OGG, MP3, AIFF; at most 600 s)"
+    return body_openapi(StemsCreate, {"file": file}, required=True, urlencoded=False)
 
 
 @router.post("/v1/stems", response_model=StemsCreated, status_code=202, responses=_ERRORS, openapi_extra=_openapi())
