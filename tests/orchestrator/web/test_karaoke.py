@@ -219,5 +219,18 @@ def test_karaoke_highlights_the_line_and_word_being_sung(site: str, browser: Any
     assert page.is_hidden(entry + " .karaoke-box")
     page.evaluate(f"document.querySelector(\"{entry} audio\").dispatchEvent(new Event('play'))")
     assert page.is_visible(entry + " .karaoke-box")
+
+    # An edit of the timed song (the ACE-Step API, first task the page offers) is timed too, with its own view.
+    result = f"{entry} .library-edit .edit-result"
+    page.click(f"{entry} .library-edit .edit-go")
+    wait_js(
+        page,
+        f"['succeeded', 'failed', 'cancelled'].includes(document.querySelector(\"{result}\").dataset.status)",
+        timeout=240_000,
+    )
+    assert page.get_attribute(result, "data-status") == "succeeded", page.text_content(result)
+    assert page.is_hidden(f"{result} .karaoke-box")
+    page.evaluate(f"document.querySelector(\"{result} audio\").dispatchEvent(new Event('play'))")
+    assert page.is_visible(f"{result} .karaoke-box") and page.locator(f"{result} .karaoke-line").count() > 0
     assert problems == []
     page.close()
