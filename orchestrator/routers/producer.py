@@ -18,6 +18,7 @@ from fastapi.routing import APIRoute
 from orchestrator.errors import ApiError, validated, validation_error
 from orchestrator.routers.bodies import read_body
 from orchestrator.routers.deps import Ctx, User
+from orchestrator.routers.ops import RETRY_AFTER_S
 from orchestrator.schemas.producer import (
     ProducerAccepted,
     ProducerAnswer,
@@ -29,6 +30,7 @@ from orchestrator.schemas.producer import (
     ProducerUploadUrl,
 )
 from orchestrator.services import logcontext
+from orchestrator.services.availability import is_database_outage
 from orchestrator.services.clip_views import clip_file_url
 from orchestrator.services.producer import ProducerError as CodedError
 from orchestrator.services.producer import ProducerService
@@ -66,6 +68,10 @@ class ProducerRoute(APIRoute):
                 code = exc.code if isinstance(exc, CodedError) else error_code(status)
                 return JSONResponse(error_body(trace_id(), code, exc.message), status_code=status, headers=exc.headers)
             except Exception as exc:
+                if is_database_outage(exc):
+                    headers = {"Retry-After": str(RETRY_AFTER_S)}
+                    message = f"the database is unavailable; retry in {RETRY_AFTER_S} s"
+                    return JSONResponse(error_body(trace_id(), "api_error", message), status_code=503, headers=headers)
                 logger.exception("producer %s failed", request.url.path)
                 message = f"internal error: {type(exc).__name__}"
                 return JSONResponse(error_body(trace_id(), "api_error", message), status_code=500)
@@ -145,8 +151,8 @@ async def query_tasks(query: ProducerTaskQuery, ctx: Ctx, user: User) -> Respons
     for job in found:
         if isinstance(job, str):
             answers.append((404, error_body(trace, "not_found", f"id: no task {job!r} of yours", task_id=job)))
-        else:
-            answers.append(shown.answer(job, trace))
+        else:  # the query worked: a failed task is answered 200, its body saying success false
+            answers.append((200, shown.answer(job, trace)[1]))
     if query.action == "retrieve":
         status, answer = answers[0]
         return JSONResponse(answer, status_code=status)

@@ -25,8 +25,9 @@ from sqlalchemy.ext.asyncio import async_sessionmaker
 from orchestrator import store
 from orchestrator.db import TERMINAL_STATUSES, Clip, Job
 from orchestrator.errors import ApiError
-from orchestrator.families import family_facts, parse_model
+from orchestrator.families import parse_model, variant_kind
 from orchestrator.schemas.acestep import MusicGenerateCreate
+from orchestrator.schemas.edits import EditBase
 from orchestrator.schemas.producer import (
     PRODUCER_ACTIONS,
     TASK_ACTIONS,
@@ -39,6 +40,7 @@ from orchestrator.services import clips
 from orchestrator.services.audio_fetch import fetch_audio
 from orchestrator.services.events import EventBus
 from orchestrator.services.jobs import JobService
+from orchestrator.services.jobs.edits import knob_params
 from orchestrator.services.jobs.submit import tagged
 from orchestrator.services.model_catalog import describe_models, resolve_model
 from orchestrator.services.producer_edits import EDIT_OF, ProducerEdits, uses
@@ -52,13 +54,21 @@ WIRED = ("generate", *EDIT_OF, "stems")
 # The fields each action reads besides action, model, callback_url (one it does not read is refused, not ignored).
 USES: dict[str, frozenset[str]] = {
     "generate": frozenset(
-        {"custom", "lyric", "prompt", "title", "instrumental", "weirdness", "sound_strength", "align_lyrics"}
+        {
+            "custom",
+            "lyric",
+            "prompt",
+            "title",
+            "instrumental",
+            "weirdness",
+            "sound_strength",
+            "lyrics_strength",
+            "align_lyrics",
+        }
     ),
 } | {action: uses(action) for action in (*EDIT_OF, "stems")}
 # weirdness -> the lyricist's sampling temperature (custom: false): 0 -> 0.4, 0.5 -> 0.85 (its default), 1 -> 1.3
 WEIRDNESS_TEMPERATURE = (0.4, 0.9)
-# sound_strength -> guidance_scale = sound_strength / 0.7 * the family's default (0.7 = the default guidance)
-SOUND_NEUTRAL = 0.7
 _SCRIPTS = (("ja", re.compile(r"[\u3040-\u30ff]")), ("ko", re.compile(r"[\uac00-\ud7af]")),
             ("zh", re.compile(r"[\u4e00-\u9fff]")))  # fmt: skip
 
@@ -182,16 +192,12 @@ class ProducerService:
 
     async def _generate(self, owner: str, body: ProducerAudioCreate, model: str, producer: dict[str, Any]) -> Job:
         settings = self._settings
-        knobs: dict[str, Any] = {}
-        if body.sound_strength is not None:
-            knobs["guidance_scale"] = await self._guidance(model, body.sound_strength)
         common: dict[str, Any] = {
             "model": model,
             "callback_url": body.callback_url,
             "audio_format": settings.producer_audio_format,
             "align_lyrics": body.align_lyrics,
             **({"inference_steps": settings.producer_inference_steps} if settings.producer_inference_steps else {}),
-            **knobs,
         }
         if not body.custom:
             if body.lyric:
@@ -201,6 +207,10 @@ class ProducerService:
                     "your own lyrics",
                     field="lyric",
                 )
+            if body.lyrics_strength is not None:
+                raise ApiError(
+                    400, "lyrics_strength: applies to your own lyrics; send custom: true", field="lyrics_strength"
+                )
             if not (body.prompt or "").strip():
                 raise ApiError(
                     400, "prompt: field required (what the song is about) when custom is false", field="prompt"
@@ -209,6 +219,7 @@ class ProducerService:
             song = SongCreate.model_validate(
                 {
                     **common,
+                    **await self._knobs(model, sound_strength=body.sound_strength),
                     "theme": body.prompt,
                     "language": language_of(body.prompt or ""),
                     "vocal_mode": "instrumental_quick" if body.instrumental else "sing",
@@ -218,15 +229,17 @@ class ProducerService:
                 }
             )
             return await self._jobs.submit_song(owner=owner, body=song)
-        if body.weirdness is not None:
-            knobs["shift"] = common["shift"] = 1.0 + 4.0 * body.weirdness  # 0 -> 1, 0.5 -> 3 (default), 1 -> 5
         lyric = (body.lyric or "").strip()
         if not lyric and not body.instrumental:
             raise ApiError(400, "lyric: field required with custom true (or set instrumental: true)", field="lyric")
         producer["title"] = body.title or first_line(lyric) or "Untitled"
+        knobs = await self._knobs(
+            model, weirdness=body.weirdness, sound_strength=body.sound_strength, lyrics_strength=body.lyrics_strength
+        )
         music = MusicGenerateCreate.model_validate(
             {
                 **common,
+                **{k: v for k, v in knobs.items() if k in MusicGenerateCreate.model_fields},
                 "caption": body.prompt or "",
                 "lyrics": lyric,
                 "instrumental": body.instrumental,
@@ -234,25 +247,32 @@ class ProducerService:
                 **({"audio_duration": settings.producer_duration_s} if settings.producer_duration_s else {}),
             }
         )
+        sampler_only = {k: v for k, v in knobs.items() if k not in MusicGenerateCreate.model_fields}
         with tagged({"title": producer["title"]}):  # the clips' title too
-            return await self._jobs.submit_music(owner=owner, body=music)
+            return await self._jobs.submit_music(owner=owner, body=music, extra_params=sampler_only)
 
-    async def _guidance(self, model: str, sound_strength: float) -> float:
-        """``sound_strength`` as guidance_scale; a 400 when the model runs a turbo set, which applies no guidance."""
-        choice = parse_model(model)
+    async def _knobs(
+        self,
+        model: str,
+        *,
+        weirdness: float | None = None,
+        sound_strength: float | None = None,
+        lyrics_strength: float | None = None,
+    ) -> dict[str, Any]:
+        """The sampler parameters the knobs set, mapped as the edit actions map them (``knob_params``,
+        ``docs/edits.md``): a knob the model's version set would not apply is refused, naming it."""
+        if weirdness is None and sound_strength is None and lyrics_strength is None:
+            return {}
         described, _ = await describe_models(self._gateway, self._settings.sampler_model)
-        resolved = resolve_model(choice, model, described)
+        resolved = resolve_model(parse_model(model), model, described)
         family = ((described or {}).get("families") or {}).get(resolved.family) or {}
-        entry = (family.get("version_sets") or {}).get(resolved.version_set or family.get("default_version_set"))
-        if entry and (entry.get("is_turbo") or "turbo" in str(entry.get("variant") or "").lower()):
-            raise ApiError(
-                400,
-                f"sound_strength: maps to guidance_scale, which {model} (version set {resolved.version_set}, turbo) "
-                "does not apply; choose a model that maps to a base or sft set (TRITONE_PRODUCER_MODELS) or leave "
-                "sound_strength out",
-                field="sound_strength",
-            )
-        return round(sound_strength / SOUND_NEUTRAL * family_facts(resolved.family).default_guidance, 4)
+        name = resolved.version_set or family.get("default_version_set")
+        entry = (family.get("version_sets") or {}).get(name) or {}
+        kind = variant_kind(entry.get("variant"), is_turbo=entry.get("is_turbo"))
+        knobs = EditBase(
+            action="variation", weirdness=weirdness, sound_strength=sound_strength, lyrics_strength=lyrics_strength
+        )
+        return knob_params(knobs, family=resolved.family, turbo=kind == "turbo", variant=f"{name!r} ({kind})")
 
     # --- waiting and queries ---------------------------------------------------------------------------------------
     async def wait(self, job: Job, timeout_s: float) -> Job:

@@ -12,8 +12,10 @@ import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import numpy as np
+import pytest
 import soundfile as sf
 
+from orchestrator.families import family_facts
 from orchestrator.services.webhooks import verify_signature
 from tests.orchestrator.doubles import StageRunnerDouble
 from tests.orchestrator.support import make_settings, running_app, wait_for
@@ -82,7 +84,13 @@ async def test_custom_and_instrumental_modes(tmp_path) -> None:
         r = await client.post(
             "/producer/audios",
             headers=CAROL,
-            json={"action": "generate", "model": "FUZZ-2.0 Pro", "lyric": lyric, "custom": True, "weirdness": 0.25},
+            json={
+                "action": "generate",
+                "model": "FUZZ-2.0 Pro",
+                "lyric": lyric,
+                "custom": True,
+                "weirdness": 0.25,
+            },
         )
         [item] = r.json()["data"]
         # custom: the lyrics as given, the title from their first line (as the seed's answer shows), no lyricist
@@ -135,6 +143,7 @@ async def test_errors_name_the_field_in_the_seed_shape(tmp_path) -> None:
             "callback_url": {**generate, "callback_url": "ftp://example.com/x"},
             "colour": {**generate, "colour": "blue"},  # unknown fields are refused, not ignored
             "cover_strength": {**generate, "cover_strength": 0.5},  # generate does not read it
+            "lyrics_strength": {**generate, "lyrics_strength": 0.5},  # custom false: no lyrics of the caller's
             "replace_section_end": {"action": "generate", "replace_section_start": 9, "replace_section_end": 3},
             "action": {"prompt": "x"},
         }
@@ -169,10 +178,15 @@ async def test_model_map_is_configuration(tmp_path) -> None:
     models = {"Studio": "acestep_v1", "FUZZ-2.0": "acestep15"}
     settings = _settings(tmp_path, producer_models=models, producer_default_model="Studio")
     async with running_app(settings, double) as (_, client):
-        body = {"action": "generate", "custom": True, "lyric": "[Verse]\nla la", "title": "T"}
+        body = {"action": "generate", "custom": True, "lyric": "[Verse]\nla la", "title": "T", "lyrics_strength": 0.85}
         [item] = (await client.post("/producer/audios", headers=CAROL, json=body)).json()["data"]
         assert item["model"] == "Studio" and item["title"] == "T"
-        assert _songs(double)[-1]["family"] == "acestep_v1"
+        sampler = _songs(double)[-1]
+        assert sampler["family"] == "acestep_v1"
+        # lyrics_strength 0.85 -> lyric weight 1 + 2 * 0.15 / 0.3 = 2 on v1's double-condition guidance
+        scale = family_facts("acestep_v1").default_guidance
+        assert sampler["guidance_scale_text"] == scale
+        assert sampler["guidance_scale_lyric"] == pytest.approx(min(30.0, 2 * scale))
         message = _error(
             await client.post("/producer/audios", headers=CAROL, json={**body, "model": "FUZZ-2.0 Pro"}),
             400,
@@ -370,3 +384,43 @@ async def test_edit_actions_map_the_seed_fields(tmp_path) -> None:
         missing = {"action": "stems", "audio_id": "00000000-0000-0000-0000-000000000000"}
         assert _error(await client.post("/producer/audios", headers=CAROL, json=missing), 404,
                       "not_found").startswith("audio_id:")  # fmt: skip
+
+
+async def test_aligned_items_carry_the_lyric_timing(tmp_path) -> None:
+    double = StageRunnerDouble()
+    async with running_app(_settings(tmp_path), double) as (_, client):
+        body = {"action": "generate", "custom": True, "lyric": "[Verse]\nla la", "align_lyrics": True}
+        [item] = (await client.post("/producer/audios", headers=CAROL, json=body)).json()["data"]
+        assert list(item) == [*SEED_ITEM_KEYS, "lrc", "aligned_lyrics", "alignment_score"]
+        assert item["lrc"] and item["aligned_lyrics"][0]["word"] == "w" and item["alignment_score"] == 0.25
+        assert _songs(double)[-1]["align_lyrics"] is True
+
+
+async def test_a_failed_task_answers_api_error_and_its_callback_says_so(tmp_path) -> None:
+    settings = _settings(tmp_path, allow_private_callbacks=True)
+    with Receiver() as receiver:
+        async with running_app(settings, StageRunnerDouble(fail={"sampler": "the DiT ran out of memory"})) as (
+            _,
+            client,
+        ):
+            body = {"action": "generate", "custom": True, "lyric": "[Verse]\nla"}
+            r = await client.post("/producer/audios", headers=CAROL, json=body)
+            assert r.status_code == 500, r.text
+            answer = r.json()
+            assert answer["success"] is False and answer["task_id"] and answer["error"]["code"] == "api_error"
+            assert "the DiT ran out of memory" in answer["error"]["message"]
+            retrieved = await client.post(
+                "/producer/tasks", headers=CAROL, json={"action": "retrieve", "id": answer["task_id"]}
+            )
+            assert retrieved.status_code == 200 and retrieved.json()["error"] == answer["error"]
+
+            r = await client.post("/producer/audios", headers=CAROL, json={**body, "callback_url": receiver.url})
+            task = r.json()["task_id"]
+
+            async def delivered() -> bool:
+                return bool(receiver.deliveries)
+
+            await wait_for(delivered, what="the callback of the failed task")
+            payload = json.loads(receiver.deliveries[0][1])
+            assert payload["success"] is False and payload["task_id"] == task and payload["status"] == "failed"
+            assert payload["error"]["code"] == "api_error" and "out of memory" in payload["error"]["message"]

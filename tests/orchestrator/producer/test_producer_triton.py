@@ -105,8 +105,7 @@ async def test_chain_generate_extend_replace_section_stems(triton_server, tmp_pa
     settings = make_settings(tmp_path, triton_urls=[triton_server.grpc_url], **QUICK)
     async with running_app(settings) as (_, client):
         song = await _run(client, GENERATE_CUSTOM)
-        # lyrics_strength maps to a lyric guidance the 1.5 sampler does not have (the edits refuse it, naming it)
-        extend = {k: v for k, v in SEED_BODIES["extend"].items() if k != "lyrics_strength"}
+        extend = SEED_BODIES["extend"]
         extended = await _run(client, {**extend, "audio_id": song["id"]})
         assert extended["id"] != song["id"] and extended["title"] == "续写" and extended["lyric"] == extend["lyric"]
         assert float(extended["duration"]) == pytest.approx(3 + 30, abs=0.5)  # kept to continue_at, then 30 s more
@@ -172,17 +171,13 @@ async def test_upload_then_replace_section_and_stems(triton_server, tmp_path) ->
 @pytest.mark.slow
 async def test_the_seed_edit_bodies_on_a_song(triton_server, tmp_path) -> None:
     """cover, variation, swap_instrumentals, swap_vocals as the seed writes them, on a song of ours. The swaps run on
-    the base set (the tiny export has one); lyrics_strength, which ACE-Step 1.5 has no parameter for, is refused."""
+    the base set (the tiny export has one)."""
     assert set(SEED_BODIES) - {"generate", "generate_custom"} <= set(WIRED)
     settings = make_settings(tmp_path, triton_urls=[triton_server.grpc_url], **QUICK)
     async with running_app(settings) as (_, client):
         song = await _run(client, GENERATE_CUSTOM)
         for action in ("cover", "variation", "swap_instrumentals", "swap_vocals"):
             body = {**SEED_BODIES[action], "audio_id": song["id"]}
-            if "lyrics_strength" in body:
-                r = await client.post("/producer/audios", headers=CAROL, json=body)
-                assert r.status_code == 400 and r.json()["error"]["message"].startswith("lyrics_strength:"), r.text
-                del body["lyrics_strength"]
             item = await _run(client, body)
             assert item["id"] not in (song["id"], None) and item["model"] == "FUZZ-2.0 Pro", (action, item)
             assert item["title"] == body.get("title", song["title"]), (action, item)
