@@ -30,13 +30,20 @@ class EditBase(BaseModel):
         "source clip's model, else the deployment's default",
     )
     lyrics_strength: float | None = Field(
-        default=None, ge=0.0, le=1.0, description="how strongly the lyrics steer the sound (docs/edits.md); null = off"
+        default=None, ge=0.0, le=1.0,
+        description="how strongly the lyrics steer the sound: lyric guidance g = l/0.7 up to 0.7, then "
+        "1 + 2(l-0.7)/0.3 (0 = no pull, 0.7 = the model's own, 1 = 3x); ACE-Step 1.5: the sampler's lyric_guidance, "
+        "v1: guidance_scale_lyric = max(1.01, guidance * g); null = unchanged (docs/edits.md)",
     )
     sound_strength: float | None = Field(
-        default=None, ge=0.2, le=1.0, description="how strongly the style prompt steers the sound; null = default"
+        default=None, ge=0.2, le=1.0,
+        description="how strongly the style prompt steers the sound: guidance_scale = s/0.7 x the family's default "
+        "(1.5: 7, v1: 15); refused on turbo DiTs (guidance distilled in); null = unchanged",
     )
     weirdness: float | None = Field(
-        default=None, ge=0.0, le=1.0, description="how far from the expected the sampler may go; null = default"
+        default=None, ge=0.0, le=1.0,
+        description="how far from the expected the sampler may go: the timestep schedule's shift = 1 + 4w "
+        "(0.5 = the default 3); null = unchanged",
     )
     inference_steps: int | None = Field(default=None, ge=MIN_STEPS, le=MAX_STEPS, description="null = the model's")
     seed: int | None = Field(default=None, ge=0, le=MAX_SEED, description="null = a random seed")
@@ -57,6 +64,9 @@ class _Lyrical(EditBase):
 
 
 class ExtendEdit(_Lyrical):
+    """The source up to ``continue_at``, copied sample-exact (a 0.1 s crossfade after it), continued to
+    ``duration``."""
+
     action: Literal["extend"] = "extend"
     continue_at: float | None = Field(
         default=None, ge=0.0, le=float(MAX_DURATION),
@@ -77,6 +87,8 @@ class ExtendEdit(_Lyrical):
 
 
 class ReplaceSectionEdit(_Lyrical):
+    """The section regenerated; outside it the source, copied sample-exact (0.1 s crossfades inside the section)."""
+
     action: Literal["replace_section"] = "replace_section"
     replace_section_start: float = Field(ge=0.0, le=float(MAX_DURATION), description="seconds")
     replace_section_end: float = Field(gt=0.0, le=float(MAX_DURATION), description="seconds")

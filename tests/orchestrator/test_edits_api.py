@@ -9,6 +9,7 @@ parameter reaches the sampler and changes its output), never how anything sounds
 from __future__ import annotations
 
 import io
+import json
 from typing import Any
 
 import numpy as np
@@ -16,6 +17,7 @@ import pytest
 import soundfile as sf
 
 from tests.orchestrator.support import login, make_settings, running_app, wait_for
+from tests.orchestrator.test_webhooks import Receiver
 
 pytestmark = pytest.mark.triton
 
@@ -190,18 +192,29 @@ async def test_bad_fields_and_variant_errors_name_them(triton_server, tmp_path) 
         assert error["field"] == "source"
 
 
-async def test_swaps_on_the_base_dit(triton_server, tmp_path) -> None:
-    settings = make_settings(tmp_path, triton_urls=[triton_server.grpc_url])
-    async with running_app(settings) as (_, client):
-        edits = Edits(client, await login(client))
-        src_path, src = await edits.source()
-        # stems of the source -> lego/complete on the base DiT -> stems of that -> the kept stem + the new one
-        _, vocals = await edits.edit(src_path, action="swap_vocals", model="acestep15:base", lyric="[Verse]\nnew",
-                                     gender="female")
-        _, backing = await edits.edit(src_path, action="swap_instrumentals", model="acestep15:base", prompt="jazz",
-                                      tracks=["drums", "bass"])
-        for swapped in (vocals, backing):
-            assert swapped.shape == src.shape and np.isfinite(swapped).all() and _differs(swapped, src)
+async def test_swaps_on_the_base_dit_with_stages_in_the_webhooks(triton_server, tmp_path) -> None:
+    settings = make_settings(tmp_path, triton_urls=[triton_server.grpc_url], allow_private_callbacks=True)
+    with Receiver() as receiver:
+        async with running_app(settings) as (_, client):
+            edits = Edits(client, await login(client))
+            src_path, src = await edits.source()
+            # stems of the source -> lego on the base DiT -> stems of that -> the kept instrumental + the new vocals
+            _, vocals = await edits.edit(src_path, action="swap_vocals", model="acestep15:base",
+                                         lyric="[Verse]\nnew", gender="female", callback_url=receiver.url)
+            _, backing = await edits.edit(src_path, action="swap_instrumentals", model="acestep15:base",
+                                          prompt="jazz", tracks=["drums", "bass"])
+            for swapped in (vocals, backing):
+                assert swapped.shape == src.shape and np.isfinite(swapped).all() and _differs(swapped, src)
+
+            def hooks() -> list[dict[str, Any]]:
+                return [json.loads(body) for _, body in receiver.deliveries]
+
+            async def final() -> bool:
+                return any(h["event"] == "done" for h in hooks())
+
+            await wait_for(final, what="the swap's final webhook")
+            stages = [h.get("stage") for h in hooks() if h["event"] == "stage"]
+            assert stages == ["stems", "metadata", "audio", "mix", "post"], hooks()
 
 
 @pytest.mark.slow
