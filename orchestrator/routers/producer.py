@@ -14,6 +14,7 @@ from fastapi import APIRouter, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from orchestrator.errors import ApiError, validated, validation_error
 from orchestrator.routers.bodies import read_body
@@ -67,6 +68,10 @@ class ProducerRoute(APIRoute):
                 status = status_of(exc)
                 code = exc.code if isinstance(exc, CodedError) else error_code(status)
                 return JSONResponse(error_body(trace_id(), code, exc.message), status_code=status, headers=exc.headers)
+            except StarletteHTTPException as exc:  # e.g. a body that is not UTF-8: FastAPI's 400
+                status = 400 if exc.status_code == 422 else exc.status_code
+                body = error_body(trace_id(), error_code(status), f"body: {exc.detail}")
+                return JSONResponse(body, status_code=status, headers=exc.headers)
             except Exception as exc:
                 if is_database_outage(exc):
                     headers = {"Retry-After": str(RETRY_AFTER_S)}

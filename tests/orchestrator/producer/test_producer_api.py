@@ -154,8 +154,11 @@ async def test_errors_name_the_field_in_the_seed_shape(tmp_path) -> None:
         message = _error(await client.post("/producer/audios", headers=CAROL, json=lyric_without_custom), 400,
                          "token_mismatched")  # fmt: skip
         assert message.startswith("lyric:") and "custom: true" in message
-        r = await client.post("/producer/audios", headers={**CAROL, "content-type": "application/json"}, content="{")
-        _error(r, 400, "token_mismatched")
+        for raw in (b"{", b"\xc2"):  # not JSON; not even UTF-8
+            r = await client.post(
+                "/producer/audios", headers={**CAROL, "content-type": "application/json"}, content=raw
+            )
+            _error(r, 400, "token_mismatched")
         message = _error(await client.post("/producer/tasks", headers=CAROL, json={"action": "retrieve"}), 400,
                          "token_mismatched")  # fmt: skip
         assert message.startswith("id:")
