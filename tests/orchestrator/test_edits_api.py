@@ -10,12 +10,16 @@ from __future__ import annotations
 
 import io
 import json
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 import numpy as np
 import pytest
 import soundfile as sf
 
+from orchestrator import store
+from orchestrator.db import make_engine, make_sessionmaker
 from tests.orchestrator.support import login, make_settings, running_app, wait_for
 from tests.orchestrator.test_webhooks import Receiver
 
@@ -88,6 +92,17 @@ def _gap(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.abs(a[:, :n] - b[:, :n]).max())
 
 
+@asynccontextmanager
+async def settings_sessions(settings: Any) -> AsyncIterator[Any]:
+    """A session on the app's database (to read a job's stored params)."""
+    engine = make_engine(settings.resolved_database_url)
+    try:
+        async with make_sessionmaker(engine)() as session:
+            yield session
+    finally:
+        await engine.dispose()
+
+
 def _differs(a: np.ndarray, b: np.ndarray) -> bool:
     return _gap(a, b) > CHANGED
 
@@ -125,6 +140,10 @@ async def test_extend_replace_section_and_their_chain(triton_server, tmp_path) -
             src_path, action="replace_section", replace_section_start=3, replace_section_end=6, lyric="[Bridge]\nnew"
         )
         assert rep.shape == src.shape
+        # the source audio went to the sampler unchanged: it started from the source clip's latents (no re-encode)
+        async with settings_sessions(settings) as session:
+            row = await store.get_job(session=session, public_id=edits.last["job_id"])
+        assert row is not None and row.params["src_latents_clip"] == row.params["parent_clip_id"] is not None
         outside = np.r_[0 : 3 * RATE, 6 * RATE : src.shape[-1]]
         assert float(np.abs(rep[:, outside] - src[:, outside]).max()) <= KEPT_TOLERANCE
         assert _differs(rep[:, 3 * RATE : 6 * RATE], src[:, 3 * RATE : 6 * RATE])

@@ -71,6 +71,7 @@ class EditSource:
     bpm: int | None = None
     key_scale: str | None = None
     time_signature: str | None = None
+    latents_family: str | None = None  # the family whose sampler can start from the clip's kept latents
 
     @property
     def seconds(self) -> float:
@@ -281,6 +282,9 @@ class EditSubmitter:
         body.update({k: v for k, v in knobs.items() if k in MusicGenerateCreate.model_fields})
         request = MusicGenerateCreate.model_validate(body)
         extra = {k: v for k, v in knobs.items() if k not in MusicGenerateCreate.model_fields}
+        if audio is None and not stems and source.clip_id and source.latents_family == family:
+            # the sampler gets the clip's audio unchanged: it starts from the clip's latents (where kept), no re-encode
+            extra["src_latents_clip"] = source.clip_id
         plan: dict[str, Any] = {"action": edit.action, "parent": source.clip_id, "knobs": knobs}
         if windows:
             plan |= {"windows": [list(w) for w in windows], "crossfade_s": CROSSFADE_S}
@@ -316,8 +320,11 @@ async def source_from_result(jobs: Submitter, *, owner: str, value: str, field: 
     async with deps.sessions() as session:
         job = await store.get_job(session=session, public_id=job_id, owner=owner)
     result: dict[str, Any] = (job.result or {}) if job is not None else {}
-    if job is None or name not in {item.get("file") for item in result.get("items", [])}:
+    item = next((i for i in result.get("items", []) if i.get("file") == name), None)
+    if job is None or item is None:
         raise ApiError(404, f"{field}: {value!r} is not one of your results (no such job or file)", field=field)
+    if item.get("clip_id"):  # the item's clip: the edit's parent, with its lossless audio and latents
+        return await source_from_clip(jobs, owner=owner, clip_id=str(item["clip_id"]), field=field)
     path = job_dir(deps.settings, job_id) / name
     if not path.is_file():
         raise ApiError(404, f"{field}: the result file {job_id}/{name} is gone", field=field)
@@ -352,6 +359,7 @@ async def source_from_clip(jobs: Submitter, *, owner: str, clip_id: str, field: 
         bpm=clip.bpm,
         key_scale=clip.key_scale,
         time_signature=extra.get("time_signature"),
+        latents_family=family if family in clips.LATENT_SOURCE_FAMILIES and clip.latents_file else None,
     )
 
 
