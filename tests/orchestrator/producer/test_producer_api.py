@@ -90,6 +90,7 @@ async def test_custom_and_instrumental_modes(tmp_path) -> None:
                 "lyric": lyric,
                 "custom": True,
                 "weirdness": 0.25,
+                "lyrics_strength": 0.85,
             },
         )
         [item] = r.json()["data"]
@@ -98,6 +99,7 @@ async def test_custom_and_instrumental_modes(tmp_path) -> None:
         assert not any(m == "lyricist" for m, _ in double.calls)
         sampler = _songs(double)[-1]
         assert sampler["lyrics"] == lyric and sampler["shift"] == 2.0  # weirdness 0.25 -> shift 1 + 4 * 0.25
+        assert sampler["lyric_guidance"] == pytest.approx(2.0)  # lyrics_strength 0.85 -> 1 + 2 * 0.15 / 0.3
 
         r = await client.post(
             "/producer/audios",
