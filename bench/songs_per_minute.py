@@ -166,6 +166,8 @@ def placed(repo: Path, placement: str, work: Path) -> Path:
     shutil.copytree(repo, copy, symlinks=True)
     path = copy / "vae_decoder" / "config.pbtxt"
     text = re.sub(r"(instance_group \[ \{ count: )\d+", rf"\g<1>{instances}", path.read_text())
+    if instances > 1:  # as the config writer does (export.contracts.CpuServing): no batcher merging the calls
+        text = re.sub(r"dynamic_batching \{[^}]*\}\n", "", text)
     text = re.sub(r'^parameters: \{ key: "intra_op_num_threads".*\n', "", text, flags=re.MULTILINE)
     path.write_text(text + f'parameters: {{ key: "intra_op_num_threads" value: {{ string_value: "{threads}" }} }}\n')
     return copy

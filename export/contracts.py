@@ -108,8 +108,10 @@ class TensorSpec:
 class CpuServing:
     """How the CPU target serves a network: ``instances`` Triton model instances (each a Python-backend process with
     its own ONNX Runtime session; the step scheduler splits a large call across them) and ``threads`` intra-op threads
-    per session (0 = one per core of the serving machine). The GPU target ignores both: one ``tensorrt_plan``
-    instance, whose kernels use the whole GPU."""
+    per session (0 = one per core of the serving machine). With several instances the CPU config has no dynamic
+    batcher: it would merge the scheduler's per-instance calls back into one batch on one instance (each call already
+    holds every song that was ready). The GPU target ignores both: one ``tensorrt_plan`` instance, whose kernels use
+    the whole GPU."""
 
     instances: int = 1
     threads: int = 1
@@ -241,7 +243,8 @@ class NetworkContract:
                 )
             lines.append(",\n".join(body))
             lines.append("]")
-        if dynamic_batching:
+        count = instance_count if instance_count is not None else (self.cpu.instances if platform == "cpu" else 1)
+        if dynamic_batching and not (platform == "cpu" and count > 1):
             prefs = ", ".join(str(b) for b in self.preferred_batch_sizes if b <= self.max_batch_size)
             lines.append("dynamic_batching {")
             if prefs:
@@ -249,7 +252,6 @@ class NetworkContract:
             lines.append(f"  max_queue_delay_microseconds: {self.max_queue_delay_us}")
             lines.append("}")
         kind_ = "KIND_GPU" if platform == "gpu" else "KIND_CPU"
-        count = instance_count if instance_count is not None else (self.cpu.instances if platform == "cpu" else 1)
         lines.append(f"instance_group [ {{ count: {count} kind: {kind_} }} ]")
         if platform == "cpu":
             lines.append('parameters: { key: "onnx_file" value: { string_value: "model.onnx" } }')

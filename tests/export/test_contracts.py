@@ -80,9 +80,12 @@ def test_cpu_serving_sets_instances_and_threads_on_cpu_only():
     c = _contract(cpu=CpuServing(instances=2, threads=0))
     cpu = c.triton_config(platform="cpu")
     assert "instance_group [ { count: 2 kind: KIND_CPU } ]" in cpu
+    assert "dynamic_batching" not in cpu  # it would merge the scheduler's per-instance calls onto one instance
     assert 'parameters: { key: "intra_op_num_threads" value: { string_value: "0" } }' in cpu
     gpu = c.triton_config(platform="gpu")
     assert "instance_group [ { count: 1 kind: KIND_GPU } ]" in gpu and "intra_op_num_threads" not in gpu
+    assert "dynamic_batching" in gpu and "dynamic_batching" in _contract(cpu=CpuServing(threads=2)).triton_config(
+        platform="cpu")
     assert "count: 3 kind: KIND_CPU" in c.triton_config(platform="cpu", instance_count=3)
     with pytest.raises(ValueError, match="instances=0 threads=1; need instances >= 1"):
         CpuServing(instances=0)

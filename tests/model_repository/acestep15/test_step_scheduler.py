@@ -9,6 +9,7 @@ assert bitwise equality.
 
 from __future__ import annotations
 
+import re
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -78,3 +79,29 @@ def test_cancelling_a_song_mid_batch_leaves_the_others_exact(triton):
     assert 2 * 12 + 3 <= inferences < 3 * 12, f"the cancelled song kept stepping: {inferences} dit rows"
     after = stream(triton.grpc_url, "sampler", song(5, 2))
     assert after.error is None
+
+
+def test_a_two_instance_decoder_takes_the_cohort_in_two_calls_with_the_same_audio(triton, repository_copy):
+    """``vae_decoder`` with 2 instances and no dynamic batcher (the config ``CpuServing(instances=2)`` writes): four
+    songs that decode together go as two 2-row calls, one per instance (no 4-row batch), and each song's audio equals
+    its audio from the one-instance server bit for bit."""
+    from model_repository.launcher.server import TritonServer
+
+    requests = [song(i, 4, duration=12.0) for i in range(4)]
+    alone = [stream(triton.grpc_url, "sampler", r).outputs["audio"] for r in requests]
+    config = repository_copy / "vae_decoder" / "config.pbtxt"
+    text = config.read_text()
+    assert "count: 1 kind: KIND_CPU" in text
+    text = text.replace("count: 1 kind: KIND_CPU", "count: 2 kind: KIND_CPU")
+    text = re.sub(r"dynamic_batching \{[^}]*\}\n", "", text)
+    assert "dynamic_batching" not in text
+    config.write_text(text)
+    models = ["sampler", "text_encoder", "condition_encoder", "dit", "vae_decoder"]
+    with TritonServer(repository_copy, load_models=models) as server, ThreadPoolExecutor(4) as pool:
+        results = list(pool.map(lambda r: stream(server.grpc_url, "sampler", r), requests))
+        stats = server.model_statistics("vae_decoder")["model_stats"][0]
+    assert [r.error for r in results] == [None] * 4
+    sizes = {int(b["batch_size"]): int(b["compute_infer"]["count"]) for b in stats["batch_stats"]}
+    assert int(stats["inference_count"]) == 4 and max(sizes) <= 2 and sizes.get(2, 0) >= 1, sizes
+    for got, ref in zip(results, alone, strict=True):
+        assert np.array_equal(got.outputs["audio"], ref)
