@@ -18,6 +18,7 @@ from orchestrator.schemas.producer import ErrorCode, ProducerItem, ProducerStems
 from orchestrator.services import views
 from orchestrator.services.acestep_views import job_progress
 from orchestrator.services.auth import AuthService
+from orchestrator.services.clips import job_item_clip_id
 from orchestrator.settings import Settings
 
 CALLBACK_FORMAT = "producer"  # jobs' params["callback_format"]: their callback is the Producer answer
@@ -119,9 +120,15 @@ class ProducerViews:
         seeds = params.get("seeds") or [None] * int(params.get("batch_size") or 1)
         return [
             ProducerItem(
-                id=None, image_url=None, audio_url=None, image_id=None, seed=_number(seed), duration=None, **common
+                id=job_item_clip_id(job.public_id, index),  # the clip id the item will have
+                image_url=None,
+                audio_url=None,
+                image_id=None,
+                seed=_number(seed),
+                duration=None,
+                **common,
             ).model_dump(exclude=_TIMING)
-            for seed in seeds
+            for index, seed in enumerate(seeds)
         ]
 
     def _stems_item(self, job: Job) -> dict[str, Any]:

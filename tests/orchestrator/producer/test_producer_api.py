@@ -223,6 +223,7 @@ async def test_sync_wait_times_out_with_the_items_still_running_then_the_task_qu
         answer = await wait_for(done, what="the task to succeed")
         assert list(answer) == ["success", "task_id", "trace_id", "data"] and answer["task_id"] == task
         assert answer["data"][0]["audio_url"] and answer["data"][0]["progress"] == "100%"
+        assert answer["data"][0]["id"] == item["id"]  # the id a running item shows is the clip it becomes
 
         # retrieve_batch: the caller's tasks in order; an unknown id and another user's task are not found
         other = await client.post("/producer/audios", headers=DAVE, json={"action": "generate", "prompt": "mine"})
