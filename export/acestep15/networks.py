@@ -21,7 +21,7 @@ from diffusers.models.transformers.ace_step_transformer import _ace_step_rotary_
 from torch import nn
 
 from export.acestep15.checkpoint import PipelineDims
-from export.contracts import Axis, NetworkContract, TensorSpec
+from export.contracts import Axis, CpuServing, NetworkContract, TensorSpec
 from model_repository.facts.families import MAX_BATCH, TRACK_CLASSES
 
 # Length buckets in latent frames (25 per second): 10 s ... 600 s. Every bucket is even (the DiT patch size is 2) and a
@@ -312,6 +312,9 @@ def build_contracts(dims: PipelineDims, *, max_batch_size: int = MAX_BATCH) -> d
             precision="fp32",
             preferred_batch_sizes=(2, 4),
             max_queue_delay_us=1000,
+            # The decode is most of a song on CPU: one instance per core of the 2-core reference VM, the scheduler
+            # splitting a group of songs across them (8 songs: 17.8 -> 40.3 songs/min, docs/benchmarks.md).
+            cpu=CpuServing(instances=2),
         ),
         NetworkContract(
             name="vae_encoder",

@@ -90,9 +90,7 @@ def test_a_two_instance_decoder_takes_the_cohort_in_two_calls_with_the_same_audi
     requests = [song(i, 4, duration=12.0) for i in range(4)]
     alone = [stream(triton.grpc_url, "sampler", r).outputs["audio"] for r in requests]
     config = repository_copy / "vae_decoder" / "config.pbtxt"
-    text = config.read_text()
-    assert "count: 1 kind: KIND_CPU" in text
-    text = text.replace("count: 1 kind: KIND_CPU", "count: 2 kind: KIND_CPU")
+    text = re.sub(r"count: \d+ kind: KIND_CPU", "count: 2 kind: KIND_CPU", config.read_text())
     text = re.sub(r"dynamic_batching \{[^}]*\}\n", "", text)
     assert "dynamic_batching" not in text
     config.write_text(text)
