@@ -21,7 +21,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from orchestrator.errors import error_body
 
-# Routes that accept multipart uploads (the ACE-Step API and upstream's name for it, stems).
+# Routes that accept multipart uploads (the ACE-Step API and upstream's name for it, the clip library's upload, stems).
 UPLOAD_PATHS = frozenset({"/v1/music/generate", "/release_task", "/producer/upload", "/v1/clips", "/v1/stems"})
 # JSON routes that carry audio as base64 (upstream's chat route: input_audio parts): the upload limit, base64-sized.
 BASE64_AUDIO_PATHS = frozenset({"/v1/chat/completions"})

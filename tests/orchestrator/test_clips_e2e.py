@@ -9,15 +9,7 @@ import pytest
 
 from orchestrator.services import clips
 from tests.model_repository.streaming import batch_counts
-from tests.orchestrator.support import login, make_settings, running_app, wait_for, wait_song
-
-
-async def _job(client, headers, job_id: str) -> dict:
-    async def finished():
-        got = (await client.get(f"/v1/jobs/{job_id}", headers=headers)).json()
-        return got if got["status"] in ("succeeded", "failed") else None
-
-    return await wait_for(finished, timeout=300, interval=0.3, what=f"job {job_id}")
+from tests.orchestrator.support import login, make_settings, running_app, wait_job, wait_song
 
 
 @pytest.mark.triton
@@ -62,7 +54,7 @@ async def test_song_items_become_clips_and_a_clip_id_drives_a_repaint(triton, tm
         assert r.status_code == 200, r.text
         job_id = r.json()["job_id"]
 
-        job = await _job(client, alice, job_id)
+        job = await wait_job(client, alice, job_id, timeout=300, what="the repaint")
         assert job["status"] == "succeeded", job
         newest = (await client.get("/v1/clips", params={"limit": 1}, headers=alice)).json()["items"][0]
         assert newest["job_id"] == job_id and newest["parent_id"] == first["id"] and newest["action"] == "repaint"
@@ -74,7 +66,7 @@ async def test_song_items_become_clips_and_a_clip_id_drives_a_repaint(triton, tm
         r = await client.post("/v1/stems", json={"clip_id": newest["id"], "stems": 2}, headers=alice)
         assert r.status_code == 202, r.text
         stems_id = r.json()["job_id"]
-        stems = await _job(client, alice, stems_id)
+        stems = await wait_job(client, alice, stems_id, timeout=300, what="the stems")
         assert stems["status"] == "succeeded", stems
         assert stems["result"]["source"]["kind"] == "clip" and stems["result"]["source"]["clip_id"] == newest["id"]
         page = (await client.get("/v1/clips", params={"limit": 2}, headers=alice)).json()["items"]
