@@ -202,6 +202,20 @@ async def test_bad_fields_and_variant_errors_name_them(triton_server, tmp_path) 
         for body, field, status in cases:
             error = await edits.refused({"source": src_path, **body}, status)
             assert error["field"] == field, (body, error)
+        # a 5 s clip: an edit as long as its source is refused naming the source; extending it is the way
+        buffer = io.BytesIO()
+        noise = np.random.default_rng(0).normal(0, 0.1, (5 * RATE, 2)).astype(np.float32)
+        sf.write(buffer, noise, RATE, format="WAV", subtype="FLOAT")
+        r = await client.post("/v1/clips", headers=headers, files={"file": ("short.wav", buffer.getvalue())})
+        assert r.status_code in (200, 201), r.text
+        short = r.json()["id"]
+        for body in ({"action": "cover"}, {"action": "variation"}):
+            error = await edits.refused({"source": short, **body})
+            assert error["field"] == "source" and "extend" in error["message"], error
+        r = await client.post(f"/v1/clips/{short}/edits", headers=headers, json={"action": "cover"})
+        assert r.status_code == 422 and r.json()["error"]["field"] == "clip_id", r.text
+        error = await edits.refused({"source": short, "action": "extend", "continue_at": 5, "duration": 8})
+        assert error["field"] == "duration", error
         # the track tasks need a base DiT: the default (turbo) set is refused, naming its variant
         error = await edits.refused({"source": src_path, "action": "swap_vocals", "lyric": "la"})
         assert error["field"] == "action" and "turbo" in error["message"] and "base" in error["message"]

@@ -33,7 +33,15 @@ import soundfile as sf
 from orchestrator import store
 from orchestrator.db import Job
 from orchestrator.errors import ApiError
-from orchestrator.families import ACESTEP15, ACESTEP_V1, MAX_DURATION_S, family_facts, parse_model, variant_kind
+from orchestrator.families import (
+    ACESTEP15,
+    ACESTEP_V1,
+    MAX_DURATION_S,
+    MIN_DURATION_S,
+    family_facts,
+    parse_model,
+    variant_kind,
+)
 from orchestrator.media.audio import SAMPLE_RATE, decode_audio
 from orchestrator.media.splice import CROSSFADE_S
 from orchestrator.schemas.acestep import MusicGenerateCreate
@@ -72,6 +80,7 @@ class EditSource:
     key_scale: str | None = None
     time_signature: str | None = None
     latents_family: str | None = None  # the family whose sampler can start from the clip's kept latents
+    field: str = "source"  # the request field that named it (errors about the source name it)
 
     @property
     def seconds(self) -> float:
@@ -256,6 +265,15 @@ class EditSubmitter:
         stems: Mapping[str, str] | None = None,
     ) -> Job:
         family, requested = await self._model(source, edit)
+        seconds = source.seconds if audio is None else audio.shape[-1] / SAMPLE_RATE
+        if seconds < MIN_DURATION_S:  # the result is as long as its source: below what the families generate
+            name = source.field if audio is None else "duration"
+            raise ApiError(
+                422,
+                f"{name}: the result would be {seconds:.2f} s; edits make songs of {MIN_DURATION_S:g}-"
+                f"{MAX_DURATION_S:g} s (extend a shorter clip first: action 'extend' with a duration)",
+                field=name,
+            )
         served = await self._served(requested)
         name, entry, _ = served if served is not None else ("default", {}, {})
         turbo = bool(entry.get("is_turbo"))
@@ -270,7 +288,7 @@ class EditSubmitter:
             "bpm": source.bpm,
             "key_scale": source.key_scale,
             "time_signature": source.time_signature,
-            "audio_duration": source.seconds if audio is None else audio.shape[-1] / SAMPLE_RATE,
+            "audio_duration": seconds,
             "audio_format": edit.audio_format,
             "callback_url": edit.callback_url,
             "batch_size": 1,
@@ -340,6 +358,7 @@ async def source_from_result(jobs: Submitter, *, owner: str, value: str, field: 
         bpm=meta.get("bpm"),
         key_scale=meta.get("key_scale"),
         time_signature=meta.get("time_signature"),
+        field=field,
     )
 
 
@@ -360,6 +379,7 @@ async def source_from_clip(jobs: Submitter, *, owner: str, clip_id: str, field: 
         key_scale=clip.key_scale,
         time_signature=extra.get("time_signature"),
         latents_family=family if family in clips.LATENT_SOURCE_FAMILIES and clip.latents_file else None,
+        field=field,
     )
 
 
