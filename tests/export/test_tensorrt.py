@@ -9,6 +9,7 @@ import pytest
 from export.acestep15.checkpoint import read_dims
 from export.acestep15.networks import FRAME_BUCKETS, build_contracts
 from export.tensorrt import TensorRTUnavailable, build_engine, length_profiles
+from model_repository.facts.families import MAX_BATCH, TRACK_CLASSES
 
 HAS_GPU = shutil.which("nvidia-smi") is not None
 
@@ -27,7 +28,9 @@ def test_profiles_cover_10_to_600_seconds_in_contiguous_length_ranges(tiny_prese
         assert lo <= opt <= hi and opt in FRAME_BUCKETS and hi in FRAME_BUCKETS
         if nxt is not None:
             assert nxt[0] == hi + 1  # no gap, no overlap
-    assert all(p["batch"] == (1, 8, 16) for p in profiles)
+    # rows: two per guided song, and a guided 12-class extract (track_names) fits in one call
+    assert dit.max_batch_size == 2 * max(MAX_BATCH, len(TRACK_CLASSES)) == 24
+    assert all(p["batch"] == (1, 12, 24) for p in profiles)
 
 
 @pytest.mark.skipif(HAS_GPU, reason="checks the refusal on machines without a GPU")
