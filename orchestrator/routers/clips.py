@@ -46,7 +46,7 @@ async def upload_clip(
     data = await file.read(limit + 1)
     if len(data) > limit:
         raise ApiError(413, f"file: the upload is larger than the limit of {limit} bytes", field="file")
-    clip = await clips.create_upload_clip(
+    clip, _ = await clips.store_upload(
         ctx.settings, ctx.sessions, owner=user, data=data, title=title, lyrics=lyrics, caption=caption,
         quota=ctx.jobs.quota,
     )

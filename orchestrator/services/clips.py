@@ -301,28 +301,6 @@ async def decode_source(name: str, data: bytes, *, max_seconds: float) -> np.nda
     return (await read_audio(name, data, max_seconds=max_seconds))[1]
 
 
-async def create_upload_clip(
-    settings: Settings,
-    sessions: async_sessionmaker,
-    *,
-    owner: str,
-    data: bytes,
-    title: str | None = None,
-    lyrics: str | None = None,
-    caption: str | None = None,
-    field: str = "file",
-    quota: StorageQuota | None = None,
-) -> Clip:
-    """An uploaded file as ``owner``'s clip (action ``upload``): the header probed before any decode, the file kept
-    as sent (``audio``) and decoded once to the 48 kHz lossless ``source.flac`` edits read. 422 naming ``field`` for
-    audio it cannot take, 429 over the storage quota, 507 when the disk is full."""
-    clip, _ = await store_upload(
-        settings, sessions, owner=owner, data=data, title=title, lyrics=lyrics, caption=caption, field=field,
-        quota=quota,
-    )
-    return clip
-
-
 async def store_upload(
     settings: Settings,
     sessions: async_sessionmaker,
@@ -334,11 +312,16 @@ async def store_upload(
     caption: str | None = None,
     field: str = "file",
     quota: StorageQuota | None = None,
+    decoded: tuple[AudioHeader, np.ndarray] | None = None,
 ) -> tuple[Clip, np.ndarray]:
-    """:func:`create_upload_clip`, also giving the decoded 48 kHz waveform (a submission need not decode it again)."""
+    """An uploaded file as ``owner``'s clip (action ``upload``) and its decoded 48 kHz waveform (a submission need
+    not decode it again): the header probed before any decode (or ``decoded``, :func:`read_audio`'s answer when the
+    caller has checked the audio already), the file kept as sent (``audio``) and decoded once to the 48 kHz lossless
+    ``source.flac`` edits read. 422 naming ``field`` for audio it cannot take, 429 over the storage quota, 507 when
+    the disk is full."""
     if quota is not None:
         await quota.check(owner)
-    header, wave = await read_audio(field, data, max_seconds=MAX_DURATION_S)
+    header, wave = decoded if decoded is not None else await read_audio(field, data, max_seconds=MAX_DURATION_S)
     seconds = wave.shape[-1] / SAMPLE_RATE
     clip_id = str(uuid.uuid4())
     folder = clip_dir(settings, clip_id)

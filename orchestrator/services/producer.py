@@ -186,9 +186,10 @@ class ProducerService:
                 max_bytes=self._settings.producer_fetch_max_bytes,
                 timeout_s=self._settings.producer_fetch_timeout_s,
             )
-        return await clips.create_upload_clip(
+        clip, _ = await clips.store_upload(
             self._settings, self._sessions, owner=owner, data=data, field=field, quota=self._jobs.quota
         )
+        return clip
 
     async def _generate(self, owner: str, body: ProducerAudioCreate, model: str, producer: dict[str, Any]) -> Job:
         settings = self._settings

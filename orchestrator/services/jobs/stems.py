@@ -37,7 +37,6 @@ from orchestrator.errors import ApiError
 from orchestrator.families import STEM_SETS, STEM_SETS_FOR_SOURCES, STEMS_MAX_SECONDS, STEMS_NETWORKS
 from orchestrator.media.audio import SAMPLE_RATE, encode_audio
 from orchestrator.services import clips
-from orchestrator.services.clips import decode_source
 from orchestrator.services.jobs.engine import Run, StageFailedError, job_dir
 from orchestrator.services.jobs.stages import StagedPipeline
 from orchestrator.services.jobs.stems_tracks import METHOD as TRACKS_METHOD
@@ -177,15 +176,15 @@ async def submit_stems(
         record, field = {"kind": "clip", "clip_id": clip.public_id}, "clip_id"
     else:
         (data, record), field = await _item_bytes(submitter, owner, source), "job_id"
-    wave = await decode_source(field, data, max_seconds=STEMS_MAX_SECONDS)
+    header, wave = await clips.read_audio(field, data, max_seconds=STEMS_MAX_SECONDS)
     peak = float(np.abs(wave).max())
     if peak < SILENCE_PEAK:
         db = "-inf" if peak == 0 else f"{20 * np.log10(peak):.0f}"
         raise ApiError(422, f"{field}: the audio is silent (peak {db} dBFS); there is nothing to separate", field=field)
     if isinstance(source, UploadSource):  # every upload becomes a clip (services/clips.py): the stems' parent
-        clip = await clips.create_upload_clip(
+        clip, _ = await clips.store_upload(
             submitter.deps.settings, submitter.deps.sessions, owner=owner, data=data, title=source.filename,
-            field=field, quota=submitter.quota,
+            field=field, quota=submitter.quota, decoded=(header, wave),
         )
         record["clip_id"] = clip.public_id
     public_id = str(uuid.uuid4())

@@ -70,8 +70,8 @@ async def test_retention_removes_old_clips_and_orphan_folders_and_children_keep_
     await run_migrations(engine)
     sessions = make_sessionmaker(engine)
     try:
-        old = await clips.create_upload_clip(settings, sessions, owner="alice", data=wav_bytes(), title="old")
-        new = await clips.create_upload_clip(settings, sessions, owner="alice", data=wav_bytes(), title="new")
+        old, _ = await clips.store_upload(settings, sessions, owner="alice", data=wav_bytes(), title="old")
+        new, _ = await clips.store_upload(settings, sessions, owner="alice", data=wav_bytes(), title="new")
         child = Clip(**{**{c.name: getattr(new, c.name) for c in Clip.__table__.columns if c.name != "id"},
                         "public_id": str(uuid.uuid4()), "parent_id": old.public_id, "action": "cover"})
         async with sessions() as session:
